@@ -1,0 +1,1 @@
+"""Continual learning: exemplars, EWC, methods and the cycle loop."""

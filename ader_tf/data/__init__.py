@@ -1,0 +1,1 @@
+"""Period files, examples and the tf.data input pipeline."""

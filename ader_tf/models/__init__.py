@@ -1,0 +1,1 @@
+"""Session encoders (SASRec) and the recommender model with continual losses."""

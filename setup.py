@@ -1,0 +1,25 @@
+"""Packaging for ader-tf: ADER continual learning for session-based recommendation."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="ader-tf",
+    version="0.1.0",
+    description=(
+        "ADER (Mi, Lin, Faltings, RecSys 2020): continual learning for session-based "
+        "recommendation in TensorFlow 2 / Keras 3"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ader_tf", "ader_tf.*", "preprocessing", "preprocessing.*"]),
+    install_requires=[
+        "tensorflow>=2.16",
+        "numpy",
+        "pandas",
+        "absl-py",
+        "tqdm",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest", "ruff"]},
+)
