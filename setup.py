@@ -1,5 +1,7 @@
 """Packaging for ader-tf: ADER continual learning for session-based recommendation."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
@@ -9,7 +11,7 @@ setup(
         "ADER (Mi, Lin, Faltings, RecSys 2020): continual learning for session-based "
         "recommendation in TensorFlow 2 / Keras 3"
     ),
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["ader_tf", "ader_tf.*", "preprocessing", "preprocessing.*"]),

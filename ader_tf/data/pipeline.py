@@ -1,0 +1,143 @@
+"""tf.data pipelines: shuffled training batches (optionally with exemplar rows) and evaluation.
+
+Every batch is padded only to its longest input: columns are the last ``L`` of the
+``maxlen`` window, so positions stay absolute (the last input item is at ``maxlen - 1``) and
+the model computes exactly what it would on 50-wide rows.
+
+Batch structure (shared by training and evaluation)::
+
+    features = {"item_ids": int32 [B, L], "is_exemplar": float32 [B]}
+    targets  = int32 [B]
+
+Current-period rows come first, exemplar rows (``is_exemplar == 1``) after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from ader_tf.data.examples import Examples
+
+Batch = tuple[dict[str, np.ndarray], np.ndarray]
+
+
+def batch_signature() -> tuple[dict[str, tf.TensorSpec], tf.TensorSpec]:
+    """The element spec of every dataset here (width and batch size vary)."""
+    return (
+        {
+            "item_ids": tf.TensorSpec([None, None], tf.int32),
+            "is_exemplar": tf.TensorSpec([None], tf.float32),
+        },
+        tf.TensorSpec([None], tf.int32),
+    )
+
+
+def exemplars_per_batch(num_exemplars: int, num_batches: int) -> np.ndarray:
+    """How many exemplar rows each training batch carries.
+
+    The original gives every batch ``int(|E| / num_batches)`` rows, so one epoch passes over
+    the exemplar set about once. Where that is 0 (fewer exemplars than batches) the original
+    divides by zero; here the exemplars are then spread one per batch over the first batches.
+    """
+    if num_batches <= 0:
+        return np.zeros(0, dtype=np.int64)
+    per_batch = num_exemplars // num_batches
+    if per_batch > 0:
+        return np.full(num_batches, per_batch, dtype=np.int64)
+    counts = np.zeros(num_batches, dtype=np.int64)
+    counts[:num_exemplars] = 1
+    return counts
+
+
+def batch_count(num_examples: int, batch_size: int) -> int:
+    """Batches per epoch: the last one may be smaller (as the original)."""
+    return -(-num_examples // batch_size)
+
+
+def _assemble(rows: Examples, exemplar_rows: Examples | None) -> Batch:
+    """Stacks current and exemplar rows, trimmed to the batch's longest input."""
+    parts = [rows] if exemplar_rows is None or len(exemplar_rows) == 0 else [rows, exemplar_rows]
+    inputs = np.concatenate([p.inputs for p in parts])
+    targets = np.concatenate([p.targets for p in parts]).astype(np.int32)
+    is_exemplar = np.zeros(len(targets), dtype=np.float32)
+    is_exemplar[len(rows):] = 1.0
+    width = max(int(np.count_nonzero(inputs, axis=1).max(initial=1)), 1)
+    item_ids = np.ascontiguousarray(inputs[:, inputs.shape[1] - width:], dtype=np.int32)
+    return {"item_ids": item_ids, "is_exemplar": is_exemplar}, targets
+
+
+def training_batches(
+    train: Examples,
+    batch_size: int,
+    rng: np.random.Generator,
+    exemplars: Examples | None = None,
+) -> Iterator[Batch]:
+    """One epoch of shuffled training batches, each with its share of shuffled exemplars."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = rng.permutation(len(train))
+    num_batches = batch_count(len(train), batch_size)
+    if exemplars is not None and len(exemplars):
+        exemplar_order = rng.permutation(len(exemplars))
+        counts = exemplars_per_batch(len(exemplars), num_batches)
+    else:
+        exemplar_order, counts = np.zeros(0, np.int64), np.zeros(num_batches, np.int64)
+    ex_starts = np.concatenate([[0], np.cumsum(counts)])
+    for b in range(num_batches):
+        rows = train.subset(order[b * batch_size:(b + 1) * batch_size])
+        ex_rows = None
+        if counts[b]:
+            ex_rows = exemplars.subset(exemplar_order[ex_starts[b]:ex_starts[b + 1]])
+        yield _assemble(rows, ex_rows)
+
+
+def evaluation_batches(examples: Examples, batch_size: int) -> Iterator[Batch]:
+    """Batches in order of input length, so that each batch carries little padding.
+
+    The order of evaluation does not change any metric; use ``evaluation_order`` to map
+    per-row results back to ``examples``.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = evaluation_order(examples)
+    for lo in range(0, len(examples), batch_size):
+        yield _assemble(examples.subset(order[lo:lo + batch_size]), None)
+
+
+def evaluation_order(examples: Examples) -> np.ndarray:
+    """The row order ``evaluation_batches`` uses (stable sort by input length)."""
+    return np.argsort(examples.lengths, kind="stable")
+
+
+def _to_dataset(make_iterator, prefetch: int = 2) -> tf.data.Dataset:
+    return tf.data.Dataset.from_generator(
+        make_iterator, output_signature=batch_signature()
+    ).prefetch(prefetch)
+
+
+def training_dataset(
+    train: Examples,
+    batch_size: int,
+    seed: int | list[int],
+    exemplars: Examples | None = None,
+) -> tf.data.Dataset:
+    """One epoch of training batches as a prefetching ``tf.data.Dataset``.
+
+    Args:
+        train: the current period's training examples.
+        batch_size: current-period rows per batch.
+        seed: seeds this epoch's shuffling (e.g. ``[run_seed, cycle, epoch]``), so that a
+            resumed run draws the same batches.
+        exemplars: exemplar rows to mix in (ADER and ER), or None.
+    """
+    return _to_dataset(
+        lambda: training_batches(train, batch_size, np.random.default_rng(seed), exemplars)
+    )
+
+
+def evaluation_dataset(examples: Examples, batch_size: int) -> tf.data.Dataset:
+    """Evaluation batches (length-sorted, see ``evaluation_batches``) as a tf.data.Dataset."""
+    return _to_dataset(lambda: evaluation_batches(examples, batch_size))

@@ -1,0 +1,98 @@
+"""Ranking evaluation: MRR@K and Recall@K over all known items (PROTOCOL 2.7)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from ader_tf.data.examples import Examples
+from ader_tf.data.pipeline import batch_count, evaluation_dataset, evaluation_order
+
+
+@dataclasses.dataclass(frozen=True)
+class Metrics:
+    """The four numbers the paper reports, as fractions (not percent)."""
+
+    mrr20: float
+    recall20: float
+    mrr10: float
+    recall10: float
+    num_examples: int
+
+    def log_line(self, epoch: int, mode: str) -> str:
+        """The original's log line, so tools that read its Training_logs.txt read ours."""
+        return (
+            f"epoch:{epoch:d}, {mode} (MRR@20: {self.mrr20:.4f}, RECALL@20: {self.recall20:.4f}, "
+            f"MRR@10: {self.mrr10:.4f}, RECALL@10: {self.recall10:.4f})"
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+def metrics_from_ranks(ranks: np.ndarray) -> Metrics:
+    """Recall@K = share of rank < K; MRR@K = mean of 1/(rank+1) where rank < K, else 0.
+
+    Ranks are 0-based: the number of items scored above the target.
+    """
+    ranks = np.asarray(ranks, dtype=np.int64)
+    n = len(ranks)
+    if n == 0:
+        return Metrics(0.0, 0.0, 0.0, 0.0, 0)
+    reciprocal = 1.0 / (ranks + 1.0)
+
+    def mrr(k: int) -> float:
+        return float(np.where(ranks < k, reciprocal, 0.0).sum() / n)
+
+    def recall(k: int) -> float:
+        return float((ranks < k).sum() / n)
+
+    return Metrics(mrr(20), recall(20), mrr(10), recall(10), n)
+
+
+@tf.function(reduce_retracing=True)
+def target_ranks(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """Number of items scored strictly above each target (column j scores item j+1)."""
+    target_scores = tf.gather(logits, targets - 1, axis=1, batch_dims=1)
+    return tf.reduce_sum(tf.cast(logits > target_scores[:, None], tf.int32), axis=1)
+
+
+def evaluate_ranks(
+    logits_fn: Callable[[tf.Tensor], tf.Tensor],
+    examples: Examples,
+    batch_size: int,
+    desc: str = "Evaluating",
+) -> np.ndarray:
+    """Ranks of every example's target, in the order of ``examples``.
+
+    Args:
+        logits_fn: maps ``item_ids`` [B, L] to logits over items 1..max_item (dropout off).
+        examples: what to rank.
+        batch_size: rows per forward pass (does not change any result).
+        desc: progress bar label.
+    """
+    ranks = np.zeros(len(examples), dtype=np.int64)
+    order = evaluation_order(examples)
+    pos = 0
+    total = batch_count(len(examples), batch_size)
+    for features, targets in tqdm(
+        evaluation_dataset(examples, batch_size), total=total, desc=desc, leave=False, unit="b"
+    ):
+        batch_ranks = target_ranks(logits_fn(features["item_ids"]), targets).numpy()
+        ranks[order[pos:pos + len(batch_ranks)]] = batch_ranks
+        pos += len(batch_ranks)
+    return ranks
+
+
+def evaluate(
+    logits_fn: Callable[[tf.Tensor], tf.Tensor],
+    examples: Examples,
+    batch_size: int,
+    desc: str = "Evaluating",
+) -> Metrics:
+    """MRR/Recall@10/20 of ``logits_fn`` on ``examples``."""
+    return metrics_from_ranks(evaluate_ranks(logits_fn, examples, batch_size, desc))

@@ -1,0 +1,65 @@
+"""tf.data batches: trimmed width keeps absolute positions, exemplar rows, seeding."""
+
+import numpy as np
+
+from ader_tf.data.examples import Examples
+from ader_tf.data.pipeline import (
+    evaluation_batches,
+    exemplars_per_batch,
+    training_batches,
+    training_dataset,
+)
+
+
+def _examples(rng, n, maxlen=10, max_item=30):
+    lengths = rng.integers(1, maxlen + 1, size=n)
+    inputs = np.zeros((n, maxlen), np.int32)
+    for r, length in enumerate(lengths):
+        inputs[r, maxlen - length:] = rng.integers(1, max_item + 1, size=length)
+    return Examples(inputs, rng.integers(1, max_item + 1, size=n).astype(np.int32))
+
+
+def test_batches_cover_epoch_once_and_are_trimmed(rng):
+    train = _examples(rng, 103)
+    seen = []
+    for features, targets in training_batches(train, 25, np.random.default_rng(1)):
+        ids = features["item_ids"]
+        width = ids.shape[1]
+        assert width == max(np.count_nonzero(ids, axis=1))
+        assert (features["is_exemplar"] == 0).all()
+        full = np.zeros((len(ids), train.maxlen), np.int32)
+        full[:, train.maxlen - width:] = ids  # re-padding restores the original rows
+        seen.extend(zip(map(tuple, full), targets))
+    assert len(seen) == 103
+    assert sorted(seen) == sorted(zip(map(tuple, train.inputs), train.targets))
+
+
+def test_exemplar_rows_follow_current_rows(rng):
+    train, exemplars = _examples(rng, 100), _examples(rng, 45)
+    batches = list(training_batches(train, 32, np.random.default_rng(0), exemplars))
+    assert len(batches) == 4
+    for features, _ in batches:
+        flags = features["is_exemplar"]
+        assert flags.sum() == 45 // 4
+        assert (np.diff(flags) >= 0).all()  # zeros first, then ones
+
+
+def test_exemplars_per_batch_never_zero_when_fewer_than_batches():
+    assert exemplars_per_batch(10, 4).tolist() == [2, 2, 2, 2]
+    assert exemplars_per_batch(3, 5).tolist() == [1, 1, 1, 0, 0]
+
+
+def test_seed_fixes_the_order(rng):
+    train = _examples(rng, 60)
+    a = [t.numpy().tolist() for _, t in training_dataset(train, 16, [0, 1, 1])]
+    b = [t.numpy().tolist() for _, t in training_dataset(train, 16, [0, 1, 1])]
+    c = [t.numpy().tolist() for _, t in training_dataset(train, 16, [0, 1, 2])]
+    assert a == b
+    assert a != c
+
+
+def test_evaluation_batches_sorted_by_length(rng):
+    ex = _examples(rng, 50)
+    widths = [f["item_ids"].shape[1] for f, _ in evaluation_batches(ex, 8)]
+    assert widths == sorted(widths)
+    assert sum(len(t) for _, t in evaluation_batches(ex, 8)) == 50
