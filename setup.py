@@ -17,6 +17,7 @@ setup(
     packages=find_packages(include=["ader_tf", "ader_tf.*", "preprocessing", "preprocessing.*"]),
     install_requires=[
         "tensorflow>=2.16",
+        "tensorboard",
         "numpy",
         "pandas",
         "absl-py",

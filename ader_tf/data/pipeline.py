@@ -112,10 +112,11 @@ def evaluation_order(examples: Examples) -> np.ndarray:
     return np.argsort(examples.lengths, kind="stable")
 
 
-def _to_dataset(make_iterator, prefetch: int = 2) -> tf.data.Dataset:
-    return tf.data.Dataset.from_generator(
-        make_iterator, output_signature=batch_signature()
-    ).prefetch(prefetch)
+def _to_dataset(make_iterator, num_batches: int, prefetch: int = 2) -> tf.data.Dataset:
+    dataset = tf.data.Dataset.from_generator(make_iterator, output_signature=batch_signature())
+    # A known length lets Keras size its loop and progress without "ran out of data" noise.
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
+    return dataset.prefetch(prefetch)
 
 
 def training_dataset(
@@ -134,10 +135,13 @@ def training_dataset(
         exemplars: exemplar rows to mix in (ADER and ER), or None.
     """
     return _to_dataset(
-        lambda: training_batches(train, batch_size, np.random.default_rng(seed), exemplars)
+        lambda: training_batches(train, batch_size, np.random.default_rng(seed), exemplars),
+        batch_count(len(train), batch_size),
     )
 
 
 def evaluation_dataset(examples: Examples, batch_size: int) -> tf.data.Dataset:
     """Evaluation batches (length-sorted, see ``evaluation_batches``) as a tf.data.Dataset."""
-    return _to_dataset(lambda: evaluation_batches(examples, batch_size))
+    return _to_dataset(
+        lambda: evaluation_batches(examples, batch_size), batch_count(len(examples), batch_size)
+    )

@@ -34,7 +34,7 @@ class SampleConfig:
     always_on_topics: int = 4
     items_per_topic: int = 24
     new_items_per_period: int = 2
-    sessions_per_period: int = 900
+    sessions_per_period: int = 600
     mean_extra_length: float = 3.0
     max_length: int = 15
     follow_probability: float = 0.85
@@ -73,12 +73,19 @@ def _walk(topic: _Topic, length: int, cfg: SampleConfig, rng: np.random.Generato
 
 
 def _drift(topic: _Topic, next_id: int, cfg: SampleConfig, rng: np.random.Generator) -> int:
-    """Replaces a few items of ``topic`` by new ones; returns the next free item id."""
+    """Replaces a few items of ``topic`` by new ones; returns the next free item id.
+
+    A new item takes over the retired item's place in the transition structure (its
+    successors and the links to it), so the topic's patterns stay learnable across periods.
+    """
     for _ in range(cfg.new_items_per_period):
         old = int(rng.choice(topic.items))
         topic.items[topic.items.index(old)] = next_id
+        topic.successors[next_id] = topic.successors.pop(old)
+        for item, (first, second) in topic.successors.items():
+            topic.successors[item] = (next_id if first == old else first,
+                                      next_id if second == old else second)
         next_id += 1
-    topic.successors = _make_successors(topic.items, rng)
     return next_id
 
 

@@ -1,0 +1,142 @@
+"""Where a run writes what, and the run state that makes it resumable.
+
+Layout under ``<results_dir>/<DATASET>-<save_dir>/``::
+
+    config.json            the full config of the run
+    state.json             completed cycles (written last in each cycle: presence = done)
+    metrics.csv            one row per completed cycle
+    summary.json           means over cycles, config, versions
+    Training_logs.txt      the original's log format
+    metrics.png            Recall@20 and MRR@20 per cycle
+    checkpoints/cycle_<t>/epoch_<e>/   best epoch of cycle t (model + optimizer)
+    exemplars/cycle_<t>.npz|.json      exemplars kept after cycle t
+    ewc/cycle_<t>.npz                  Fisher information and weights after cycle t
+    saved_models/cycle_<t>/            SavedModel for serving
+    tensorboard/                       scalars
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import shutil
+from typing import Any
+
+from ader_tf.io_utils import read_json, write_json_atomic, write_text_atomic
+
+METRIC_COLUMNS = (
+    "cycle", "epochs_run", "best_epoch", "mrr20", "recall20", "mrr10", "recall10",
+    "test_examples", "lambda", "exemplars_kept", "train_seconds", "selection_seconds",
+    "test_seconds",
+)
+
+
+class RunStateError(ValueError):
+    """A results folder holds state that does not belong to this run or is damaged."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPaths:
+    """Paths of one run's outputs."""
+
+    root: str
+
+    def __post_init__(self) -> None:
+        os.makedirs(self.root, exist_ok=True)
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    def cycle_checkpoint_dir(self, cycle: int) -> str:
+        return os.path.join(self.root, "checkpoints", f"cycle_{cycle}")
+
+    def exemplars(self, cycle: int) -> str:
+        return os.path.join(self.root, "exemplars", f"cycle_{cycle}")
+
+    def ewc_state(self, cycle: int) -> str:
+        return os.path.join(self.root, "ewc", f"cycle_{cycle}.npz")
+
+    def saved_model(self, cycle: int) -> str:
+        return os.path.join(self.root, "saved_models", f"cycle_{cycle}")
+
+    @property
+    def tensorboard(self) -> str:
+        return os.path.join(self.root, "tensorboard")
+
+
+class CheckpointKeeper:
+    """Writes best-epoch checkpoints atomically (a temp folder renamed into place)."""
+
+    def __init__(self, paths: RunPaths, checkpoint: Any) -> None:
+        self.paths = paths
+        self.checkpoint = checkpoint
+
+    def save(self, cycle: int, epoch: int) -> str:
+        """Saves the current model and optimizer as the best epoch of ``cycle``."""
+        folder = self.paths.cycle_checkpoint_dir(cycle)
+        os.makedirs(folder, exist_ok=True)
+        final = os.path.join(folder, f"epoch_{epoch}")
+        tmp = os.path.join(folder, f".tmp-epoch_{epoch}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.checkpoint.write(os.path.join(tmp, "ckpt"))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for name in os.listdir(folder):  # older epochs of this cycle are no longer needed
+            if name != f"epoch_{epoch}":
+                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        return os.path.join(final, "ckpt")
+
+    def prefix(self, cycle: int, epoch: int) -> str:
+        prefix = os.path.join(self.paths.cycle_checkpoint_dir(cycle), f"epoch_{epoch}", "ckpt")
+        if not os.path.isfile(prefix + ".index"):
+            raise RunStateError(f"{prefix}.index: checkpoint of cycle {cycle} is missing")
+        return prefix
+
+    def restore(self, cycle: int, epoch: int) -> str:
+        """Restores model and optimizer from the best epoch of ``cycle``."""
+        prefix = self.prefix(cycle, epoch)
+        try:
+            self.checkpoint.read(prefix).assert_existing_objects_matched()
+        except (ValueError, AssertionError) as e:
+            raise RunStateError(f"{prefix}: checkpoint does not match this model ({e})") from e
+        return prefix
+
+
+@dataclasses.dataclass
+class RunState:
+    """What a run has finished: one record per completed cycle."""
+
+    fingerprint: str
+    cycles: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @staticmethod
+    def load_or_new(path: str, fingerprint: str) -> RunState:
+        if not os.path.isfile(path):
+            return RunState(fingerprint)
+        data = read_json(path)
+        if data.get("fingerprint") != fingerprint:
+            raise RunStateError(
+                f"{path}: this results folder holds a run with another config "
+                f"(fingerprint {data.get('fingerprint')}, this run {fingerprint}); use another "
+                "--save_dir or --results_dir, or delete the folder"
+            )
+        return RunState(fingerprint, list(data.get("cycles", [])))
+
+    def save(self, path: str) -> None:
+        write_json_atomic(path, {"fingerprint": self.fingerprint, "cycles": self.cycles})
+
+    @property
+    def last(self) -> dict[str, Any] | None:
+        return self.cycles[-1] if self.cycles else None
+
+
+def write_metrics_csv(path: str, rows: list[dict[str, Any]]) -> None:
+    """Writes all per-cycle rows at once (atomically)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    write_text_atomic(path, buffer.getvalue())

@@ -1,0 +1,416 @@
+"""The continual-learning loop: train, validate, test, select exemplars, cycle after cycle.
+
+``run(config)`` is the whole product's main job; ``main.py`` only parses flags into a Config.
+Every output is written atomically and ``state.json`` records finished cycles, so a killed
+run started again with the same command continues with the first unfinished cycle and, with
+the same seed, writes the same metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from ader_tf.config import Config
+from ader_tf.continual import exemplars as exemplar_io
+from ader_tf.continual.artifacts import (
+    CheckpointKeeper,
+    RunPaths,
+    RunState,
+    RunStateError,
+    write_metrics_csv,
+)
+from ader_tf.continual.methods import MethodSpec, cycle_lambda, method_spec
+from ader_tf.continual.reporting import RunLog, write_plot, write_summary
+from ader_tf.data.cycles import ContinualData, CycleData
+from ader_tf.data.examples import Examples
+from ader_tf.data.pipeline import (
+    batch_count,
+    evaluation_batches,
+    evaluation_order,
+    training_dataset,
+)
+from ader_tf.data.sources import resolve_period_dir
+from ader_tf.evaluation import Metrics, evaluate
+from ader_tf.io_utils import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+# === Model construction ===
+
+
+def build_model(config: Config, num_items: int, dropout_rate: float, seed: int) -> Any:
+    """A compiled SASRec recommender sized for ``num_items`` items."""
+    from ader_tf.models.recommender import SessionRecommender, make_optimizer
+    from ader_tf.models.sasrec import SASRecEncoder
+
+    encoder = SASRecEncoder(
+        num_items=num_items,
+        hidden_units=config.hidden_units,
+        maxlen=config.maxlen,
+        num_blocks=config.num_blocks,
+        num_heads=config.num_heads,
+        dropout_rate=dropout_rate,
+        l2_emb=config.l2_emb,
+        seed=seed,
+    )
+    model = SessionRecommender(encoder)
+    model.compile(optimizer=make_optimizer(config.lr))
+    model.build_all(config.maxlen)
+    return model
+
+
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy for ``--distribution_strategy``."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+# === Small helpers ===
+
+
+def _logits_fn(model: Any):
+    return lambda item_ids: model(item_ids, training=False)
+
+
+def _forward_in_batches(fn, examples: Examples, batch_size: int, desc: str) -> np.ndarray:
+    """Applies ``fn(features, targets)`` to all examples in one pass; rows in input order."""
+    order = evaluation_order(examples)
+    outputs: list[np.ndarray] = []
+    total = batch_count(len(examples), batch_size)
+    batches = evaluation_batches(examples, batch_size)
+    for features, targets in tqdm(batches, total=total, desc=desc, leave=False, unit="b"):
+        outputs.append(np.asarray(fn(features, targets)))
+    stacked = np.concatenate(outputs) if outputs else np.zeros((0,))
+    result = np.empty_like(stacked)
+    result[order] = stacked
+    return result
+
+
+class _ProgressBar(keras.callbacks.Callback):
+    """A tqdm bar over the batches of one epoch."""
+
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        super().__init__()
+        self.bar = tqdm(total=total, desc=desc, leave=False, unit="b", disable=not enabled)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.bar.update(1)
+        if logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.bar.close()
+
+
+# === One cycle ===
+
+
+class ContinualRunner:
+    """Runs the cycles of one config; see ``run``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.spec: MethodSpec = method_spec(config)
+        self.paths = RunPaths(os.path.join(config.results_dir, config.run_name))
+        self.period_dir = resolve_period_dir(config.dataset, config.data_dir)
+        self.data = ContinualData(
+            self.period_dir, maxlen=config.maxlen, valid_portion=config.valid_portion,
+            seed=config.random_seed,
+        )
+        self.num_items = max(
+            int(self.data.sessions(p).items.max()) for p in range(len(self.data.period_files))
+        )
+        self.num_cycles = self.data.num_cycles
+        if config.cycles:
+            self.num_cycles = min(config.cycles, self.num_cycles)
+        self.state = RunState.load_or_new(self.paths.file("state.json"), config.fingerprint())
+        self.runlog = RunLog(self.paths.file("Training_logs.txt"), config)
+        self.strategy = distribution_strategy(config.distribution_strategy)
+        self.model: Any = None
+        self.exemplars: Examples | None = None
+        self.ewc_state: Any = None
+        self.writer = tf.summary.create_file_writer(self.paths.tensorboard)
+
+    # --- model lifecycle -------------------------------------------------------------
+
+    def _seed(self, cycle: int, salt: int = 0) -> int:
+        return int(np.random.default_rng([self.config.random_seed, cycle, salt]).integers(2**31))
+
+    def _fresh_model(self, cycle: int) -> None:
+        keras.utils.set_random_seed(self._seed(cycle, 1))
+        with self.strategy.scope():
+            self.model = build_model(
+                self.config, self.num_items, self.spec.dropout_rate, self._seed(cycle, 2)
+            )
+        self.keeper = CheckpointKeeper(
+            self.paths, tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer)
+        )
+
+    def _teacher(self, cycle: int, epoch: int, max_item: int) -> Any:
+        """The frozen model of a finished cycle (dropout off), read from its checkpoint."""
+        with self.strategy.scope():
+            teacher = build_model(self.config, self.num_items, 0.0, 0)
+        prefix = self.keeper.prefix(cycle, epoch)
+        tf.train.Checkpoint(model=teacher).read(prefix).expect_partial()
+        teacher.set_max_item(max_item)
+        teacher.trainable = False
+        return teacher
+
+    def _resume(self) -> int:
+        """Restores the state after the last completed cycle; returns the next cycle."""
+        last = self.state.last
+        if last is None:
+            return 1
+        cycle = int(last["cycle"])
+        log.info("resuming after cycle %d (found %s)", cycle, self.paths.file("state.json"))
+        self._fresh_model(cycle)
+        self.keeper.restore(cycle, int(last["best_epoch"]))
+        self.model.set_max_item(int(last["max_item"]))
+        if self.spec.keeps_exemplars:
+            self.exemplars = self._load_exemplars(cycle, int(last["max_item"]))
+        if self.spec.loss_mode == "ewc":
+            from ader_tf.continual.ewc import EWCState
+
+            self.ewc_state = EWCState.load(self.paths.ewc_state(cycle), self.model)
+        return cycle + 1
+
+    # --- exemplars ---------------------------------------------------------------------
+
+    def _exemplar_metadata(self, cycle: int, max_item: int) -> dict[str, Any]:
+        return {
+            "cycle": cycle,
+            "max_item": max_item,
+            "method": self.config.selection,
+            "config_fingerprint": self.config.fingerprint(),
+        }
+
+    def _load_exemplars(self, cycle: int, max_item: int) -> Examples:
+        inputs, targets, _ = exemplar_io.load_exemplars(
+            self.paths.exemplars(cycle), expected=self._exemplar_metadata(cycle, max_item)
+        )
+        return Examples(inputs, targets)
+
+    def _select_exemplars(self, cycle: int, data: CycleData) -> Examples:
+        """Picks the exemplars kept after ``cycle`` (one forward pass, then per item)."""
+        parts = [data.train, data.valid] + ([self.exemplars] if self.exemplars else [])
+        candidates = Examples.concatenate(parts)
+        rng = np.random.default_rng([self.config.random_seed, cycle, 3])
+        quotas = exemplar_io.exemplar_quotas(
+            candidates.targets, self.config.exemplar_size, data.max_item,
+            self.config.equal_exemplar, rng,
+        )
+        reps = losses = None
+        batch = max(self.config.test_batch, 512)
+        if self.config.selection == "herding":
+            reps = _forward_in_batches(
+                lambda f, t: self.model.represent(f["item_ids"]), candidates, batch,
+                "Representing candidates",
+            )
+        elif self.config.selection == "loss":
+            losses = _forward_in_batches(
+                self.model.per_example_loss, candidates, batch, "Scoring candidates"
+            )
+        index = exemplar_io.select_exemplars(
+            candidates.targets, quotas, self.config.selection, reps=reps, losses=losses, rng=rng
+        )
+        chosen = candidates.subset(index)
+        exemplar_io.save_exemplars(
+            self.paths.exemplars(cycle), chosen.inputs, chosen.targets,
+            self._exemplar_metadata(cycle, data.max_item),
+        )
+        return chosen
+
+    def _compute_ewc(self, cycle: int) -> None:
+        from ader_tf.continual.ewc import compute_fisher
+
+        rng = np.random.default_rng([self.config.random_seed, cycle, 4])
+        n = min(len(self.exemplars), self.config.ewc_sample_num)
+        sample = self.exemplars.subset(rng.choice(len(self.exemplars), n, replace=False))
+        self.ewc_state = compute_fisher(self.model, sample.inputs, sample.targets, batch_size=50)
+        with atomic_path(self.paths.ewc_state(cycle)) as tmp, open(tmp, "wb") as f:
+            self.ewc_state.save(f)
+
+    # --- training ----------------------------------------------------------------------
+
+    def _configure_loss(self, cycle: int, data: CycleData, prev: dict | None) -> float:
+        """Sets this cycle's loss on the model and returns lambda_t."""
+        spec = self.spec
+        if cycle == 1 or prev is None or spec.loss_mode == "plain":
+            self.model.configure_continual("plain")
+            return 0.0
+        num_exemplars = len(self.exemplars) if self.exemplars is not None else 0
+        lam = cycle_lambda(spec, self.config, int(prev["max_item"]), data.max_item,
+                           num_exemplars, len(data.train))
+        if spec.loss_mode == "distill":
+            teacher = self._teacher(int(prev["cycle"]), int(prev["best_epoch"]),
+                                    int(prev["max_item"]))
+            self.model.configure_continual("distill", lambda_t=lam, teacher=teacher)
+        elif spec.loss_mode == "replay":
+            self.model.configure_continual("replay", lambda_t=lam)
+        else:
+            self.model.configure_continual("ewc", lambda_t=lam, ewc=self.ewc_state)
+        return lam
+
+    def _train_epochs(self, cycle: int, data: CycleData) -> tuple[int, int, float]:
+        """Trains with early stopping on validation Recall@20; restores the best epoch."""
+        cfg = self.config
+        replay = self.exemplars if self.spec.replays_exemplars and cycle > 1 else None
+        num_batches = batch_count(len(data.train), cfg.batch_size)
+        best_perf, best_epoch, bad_epochs, epoch = -1.0, 0, 0, 0
+        t0 = time.time()
+        for epoch in range(1, cfg.num_epochs + 1):
+            started = time.time()
+            dataset = training_dataset(
+                data.train, cfg.batch_size, [cfg.random_seed, cycle, epoch], replay
+            )
+            bar = _ProgressBar(num_batches, f"Cycle {cycle} epoch {epoch}", cfg.progress)
+            history = self.model.fit(dataset, epochs=1, verbose=0, callbacks=[bar], shuffle=False)
+            losses = {k: float(v[-1]) for k, v in history.history.items()}
+            if not all(math.isfinite(v) for v in losses.values()):
+                where = (f"the best epoch {best_epoch} of this cycle" if best_epoch
+                         else "the previous cycle's")
+                raise TrainingDivergedError(
+                    f"cycle {cycle} epoch {epoch}: loss is not finite ({losses}); stopping. "
+                    f"The last good checkpoint is {where} under {self.paths.root}/checkpoints"
+                )
+            valid = evaluate(_logits_fn(self.model), data.valid, cfg.test_batch,
+                             f"Validating epoch {epoch}")
+            self.runlog.line(valid.log_line(epoch, "valid"))
+            loss_text = ", ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items()))
+            log.info("cycle %d epoch %d: %s | valid Recall@20 %.4f MRR@20 %.4f | %.1fs",
+                     cycle, epoch, loss_text, valid.recall20, valid.mrr20, time.time() - started)
+            with self.writer.as_default(step=epoch):
+                for k, v in losses.items():
+                    tf.summary.scalar(f"cycle_{cycle}/train_{k}", v)
+                tf.summary.scalar(f"cycle_{cycle}/valid_recall20", valid.recall20)
+                tf.summary.scalar(f"cycle_{cycle}/valid_mrr20", valid.mrr20)
+            if valid.recall20 > best_perf:
+                best_perf, best_epoch, bad_epochs = valid.recall20, epoch, 0
+                self.keeper.save(cycle, epoch)
+            else:
+                bad_epochs += 1
+                if bad_epochs >= cfg.stop:
+                    break
+        self.keeper.restore(cycle, best_epoch)
+        return epoch, best_epoch, time.time() - t0
+
+    def run_cycle(self, cycle: int) -> dict[str, Any]:
+        """Trains, tests and selects exemplars for one cycle; returns its metrics row."""
+        cfg, spec = self.config, self.spec
+        prev = self.state.last
+        self.runlog.start_cycle(cycle)
+        data = self.data.cycle(cycle, joint=spec.joint)
+        self.runlog.line(
+            f"Train set information: total number of action: {data.stats['train_clicks']}."
+        )
+        self.runlog.line(
+            "Test set information: original total number of action: "
+            f"{data.stats['test_clicks']}, removed number of action: "
+            f"{data.stats['test_clicks_unseen_items_removed'] + data.stats['test_sessions_dropped_one_click']}."  # noqa: E501
+        )
+        log.info("cycle %d: %d train / %d valid / %d test examples, %d items", cycle,
+                 len(data.train), len(data.valid), len(data.test), data.max_item)
+        if self.model is None or spec.joint:
+            self._fresh_model(cycle)
+        self.model.set_max_item(data.max_item)
+        lam = self._configure_loss(cycle, data, prev)
+
+        epochs_run, best_epoch, train_seconds = self._train_epochs(cycle, data)
+
+        t0 = time.time()
+        test = evaluate(_logits_fn(self.model), data.test, cfg.test_batch, "Testing")
+        test_seconds = time.time() - t0
+        self.runlog.line(test.log_line(best_epoch, "test"))
+
+        t0 = time.time()
+        kept = 0
+        if spec.keeps_exemplars:
+            self.exemplars = self._select_exemplars(cycle, data)
+            kept = len(self.exemplars)
+            self.runlog.line(f"Total saved exemplar: {kept}")
+            if spec.loss_mode == "ewc":
+                self._compute_ewc(cycle)
+        selection_seconds = time.time() - t0
+
+        self._export(cycle)
+        row = {
+            "cycle": cycle, "epochs_run": epochs_run, "best_epoch": best_epoch,
+            "mrr20": test.mrr20, "recall20": test.recall20, "mrr10": test.mrr10,
+            "recall10": test.recall10, "test_examples": test.num_examples, "lambda": lam,
+            "exemplars_kept": kept, "train_seconds": round(train_seconds, 2),
+            "selection_seconds": round(selection_seconds, 2),
+            "test_seconds": round(test_seconds, 2), "max_item": data.max_item,
+            "log_lines": self.runlog.current_lines(),
+        }
+        with self.writer.as_default(step=cycle):
+            for k in ("mrr20", "recall20", "mrr10", "recall10"):
+                tf.summary.scalar(f"test/{k}", row[k])
+        log.info("cycle %d: test Recall@20 %.4f MRR@20 %.4f (best epoch %d of %d)", cycle,
+                 test.recall20, test.mrr20, best_epoch, epochs_run)
+        return row
+
+    def _export(self, cycle: int) -> None:
+        from ader_tf.export import export_saved_model
+
+        export_saved_model(self.model, self.paths.saved_model(cycle), k=self.config.export_k)
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        write_json_config(self.paths.file("config.json"), self.config)
+        self.runlog.restore(self.state.cycles)
+        first = self._resume()
+        if first > 1 and first <= self.num_cycles:
+            self.runlog.note(f"Resumed at cycle {first}.")
+        started = time.time()
+        for cycle in range(first, self.num_cycles + 1):
+            row = self.run_cycle(cycle)
+            self.state.cycles.append(row)
+            self._write_outputs()
+            self.state.save(self.paths.file("state.json"))  # last: its presence = cycle done
+            self.runlog.finish_cycle()
+        summary = self._write_outputs(final=True, seconds=time.time() - started)
+        return summary
+
+    def _write_outputs(self, final: bool = False, seconds: float | None = None) -> dict:
+        rows = self.state.cycles
+        write_metrics_csv(self.paths.file("metrics.csv"), rows)
+        summary = write_summary(self.paths.file("summary.json"), self.config, rows)
+        write_plot(self.paths.file("metrics.png"), rows, self.config.run_name)
+        if final:
+            self.runlog.finish_run(summary, seconds)
+        return summary
+
+
+def write_json_config(path: str, config: Config) -> None:
+    write_json_atomic(path, {**config.to_dict(), "fingerprint": config.fingerprint()})
+
+
+def run(config: Config) -> dict[str, Any]:
+    """Runs (or resumes) every cycle of ``config``; returns the summary (means over cycles).
+
+    Raises:
+        RunStateError: the results folder belongs to another config or is damaged.
+        TrainingDivergedError: the loss became NaN or infinite.
+    """
+    return ContinualRunner(config).run()
+
+
+__all__ = ["run", "ContinualRunner", "TrainingDivergedError", "RunStateError", "Metrics"]

@@ -1,0 +1,127 @@
+"""Paper-style tables from run folders, beside any original Training_logs.txt.
+
+    python -m ader_tf.report <results_dir> [--reference_log=PATH/Training_logs.txt ...]
+
+Rows are the metrics (means over cycles, in percent), columns the runs found under
+``results_dir`` (each ``<DATASET>-<save_dir>/`` with a ``metrics.csv``) and the reference logs.
+A combined plot of Recall@20 and MRR@20 per cycle is written to ``<results_dir>/report.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from absl import app, flags
+
+METRICS = (("recall20", "Recall@20"), ("mrr20", "MRR@20"), ("recall10", "Recall@10"),
+           ("mrr10", "MRR@10"))
+_TEST_LINE = re.compile(
+    r"epoch:\d+, test \(MRR@20: ([\d.]+), RECALL@20: ([\d.]+), MRR@10: ([\d.]+), "
+    r"RECALL@10: ([\d.]+)\)"
+)
+_PERIOD_LINE = re.compile(r"Period (\d+):")
+
+Run = dict[int, dict[str, float]]  # cycle -> metric -> value (fraction)
+
+
+def read_metrics_csv(path: str) -> Run:
+    """Per-cycle test metrics of one of our runs."""
+    with open(path, newline="") as f:
+        return {int(r["cycle"]): {k: float(r[k]) for k, _ in METRICS} for r in csv.DictReader(f)}
+
+
+def read_training_log(path: str) -> Run:
+    """Per-cycle test metrics from a Training_logs.txt (the original's or ours)."""
+    run: Run = {}
+    period = None
+    with open(path) as f:
+        for line in f:
+            if m := _PERIOD_LINE.search(line):
+                period = int(m.group(1))
+            elif (m := _TEST_LINE.search(line)) and period is not None:
+                mrr20, recall20, mrr10, recall10 = map(float, m.groups())
+                run[period] = {"mrr20": mrr20, "recall20": recall20, "mrr10": mrr10,
+                               "recall10": recall10}
+    if not run:
+        raise ValueError(f"{path}: no 'Period N:' / 'epoch:N, test (...)' lines found")
+    return run
+
+
+def find_runs(results_dir: str) -> dict[str, Run]:
+    """Every run folder under ``results_dir`` that has a metrics.csv, by folder name."""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(results_dir, "*", "metrics.csv"))):
+        run = read_metrics_csv(path)
+        if run:
+            runs[os.path.basename(os.path.dirname(path))] = run
+    return runs
+
+
+def mean(run: Run, key: str, cycles: Sequence[int] | None = None) -> float:
+    chosen = [c for c in run if cycles is None or c in cycles]
+    return sum(run[c][key] for c in chosen) / len(chosen)
+
+
+def table(runs: dict[str, Run]) -> str:
+    """A Markdown table: rows = metrics (percent), columns = runs; cycle counts in the header."""
+    names = list(runs)
+    header = "| metric | " + " | ".join(f"{n} ({len(runs[n])} cycles)" for n in names) + " |"
+    lines = [header, "|---" * (len(names) + 1) + "|"]
+    for key, label in METRICS:
+        cells = " | ".join(f"{100 * mean(runs[n], key):.2f}" for n in names)
+        lines.append(f"| {label} | {cells} |")
+    return "\n".join(lines)
+
+
+def plot(runs: dict[str, Run], path: str) -> None:
+    """Recall@20 and MRR@20 per cycle of every run, in one figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, run in runs.items():
+        cycles = sorted(run)
+        for ax, key in zip(axes, ("recall20", "mrr20")):
+            ax.plot(cycles, [100 * run[c][key] for c in cycles], marker="o", label=name)
+    for ax, label in zip(axes, ("Recall@20 (%)", "MRR@20 (%)")):
+        ax.set_xlabel("cycle")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("reference_log", [], "An original Training_logs.txt to compare with.")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        raise app.UsageError("usage: python -m ader_tf.report <results_dir> "
+                             "[--reference_log=PATH ...]")
+    results_dir = argv[1]
+    runs = find_runs(results_dir)
+    for path in FLAGS.reference_log:
+        label = "original:" + os.path.basename(os.path.dirname(os.path.abspath(path)))
+        runs[label] = read_training_log(path)
+    if not runs:
+        print(f"no runs (folders with metrics.csv) under {results_dir}", file=sys.stderr)
+        return 1
+    print(table(runs))
+    out = os.path.join(results_dir, "report.png")
+    plot(runs, out)
+    print(f"\nplot: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,83 @@
+"""Config validation and flag parsing of main.py."""
+
+import subprocess
+import sys
+
+import pytest
+
+from ader_tf.config import Config
+from tests.conftest import REPO_ROOT
+
+
+def test_defaults_are_the_originals():
+    c = Config()
+    assert (c.exemplar_size, c.lambda_, c.num_epochs, c.batch_size, c.test_batch) == (
+        30000, 0.8, 100, 256, 64)
+    assert (c.lr, c.num_blocks, c.num_heads, c.stop, c.hidden_units, c.maxlen) == (
+        5e-4, 2, 1, 5, 150, 50)
+    assert (c.dropout_rate, c.l2_emb, c.selection, c.save_dir) == (0.3, 0.0, "herding", "ADER")
+    assert c.dataset == "sample"  # the one deliberate change
+    assert c.method == "ader"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"finetune": True, "ewc": True}, "at most one baseline"),
+        ({"exemplar_size": 0}, "exemplar_size must be positive"),
+        ({"dataset": "MOVIELENS"}, "--dataset must be one of"),
+        ({"selection": "best"}, "--selection must be one of"),
+        ({"joint": True, "disable_distillation": True}, "has no effect"),
+        ({"ewc": True, "disable_distillation": True}, "has no effect"),
+        ({"hidden_units": 10, "num_heads": 3}, "divisible"),
+        ({"dropout_rate": 1.0}, "dropout_rate"),
+    ],
+)
+def test_invalid_combinations_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Config(**kwargs)
+
+
+def test_methods_from_flags():
+    assert Config(disable_distillation=True).method == "er"
+    assert Config(joint=True).method == "joint"
+    assert Config(ewc=True, selection="random").method == "ewc"
+
+
+def test_fingerprint_ignores_where_results_go():
+    a, b = Config(), Config(results_dir="elsewhere", cycles=3)
+    assert a.fingerprint() == b.fingerprint()
+    assert a.fingerprint() != Config(random_seed=1).fingerprint()
+
+
+def _main(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "main.py", *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_main_rejects_bad_flags_before_any_work(tmp_path):
+    result = _main("--finetune", "--dropout", f"--results_dir={tmp_path}")
+    assert result.returncode != 0
+    assert "at most one baseline" in result.stderr
+    assert not list(tmp_path.iterdir())  # nothing was written
+
+    result = _main("--ewc=false", "--finetune=true", "--exemplar_size=-1")
+    assert result.returncode != 0 and "exemplar_size must be positive" in result.stderr
+
+
+def test_booleans_are_real_booleans():
+    sys.argv = ["main.py"]
+    import main
+
+    main.FLAGS(["main.py", "--ewc=false", "--finetune=true", "--nojoint"])
+    config = main.config_from_flags()
+    assert config.ewc is False and config.finetune is True and config.joint is False
+    main.FLAGS.unparse_flags()
+
+
+def test_missing_real_data_names_where_to_put_it(tmp_path):
+    result = _main("--dataset=YOOCHOOSE", f"--data_dir={tmp_path}",
+                   f"--results_dir={tmp_path / 'r'}")
+    assert result.returncode == 2
+    assert "yoochoose-clicks.dat" in result.stderr
+    assert str(tmp_path / "YOOCHOOSE") in result.stderr

@@ -1,0 +1,142 @@
+"""The cycle loop end to end on a tiny sample: methods, outputs, resume, damaged state."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ader_tf.config import Config
+from ader_tf.continual.artifacts import RunStateError
+from ader_tf.continual.exemplars import ExemplarFileError
+from ader_tf.continual.runner import ContinualRunner, TrainingDivergedError, run
+from ader_tf.data.sample import SampleConfig, write_sample_dataset
+from tests.conftest import REPO_ROOT
+
+TINY_SAMPLE = SampleConfig(num_periods=3, num_topics=6, always_on_topics=2, items_per_topic=8,
+                           sessions_per_period=80)
+TINY = dict(hidden_units=8, num_epochs=2, stop=1, batch_size=64, test_batch=64, maxlen=6,
+            exemplar_size=60, ewc_sample_num=20, export_k=5, progress=False)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    write_sample_dataset(str(folder / "sample"), TINY_SAMPLE)
+    return str(folder)
+
+
+def _config(data_dir, results_dir, **kwargs) -> Config:
+    return Config(data_dir=data_dir, results_dir=str(results_dir), **{**TINY, **kwargs})
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize(
+    "flags, mode, keeps_exemplars",
+    [
+        ({}, "distill", True),
+        ({"disable_distillation": True}, "replay", True),
+        ({"ewc": True}, "ewc", True),
+        ({"finetune": True}, "plain", False),
+        ({"dropout": True}, "plain", False),
+        ({"joint": True}, "plain", False),
+    ],
+)
+def test_each_method_end_to_end(data_dir, tmp_path, flags, mode, keeps_exemplars):
+    config = _config(data_dir, tmp_path, **flags)
+    runner = ContinualRunner(config)
+    summary = runner.run()
+    assert summary["cycles_completed"] == 2
+    assert runner.model.mode == mode
+    root = runner.paths.root
+    rows = _rows(os.path.join(root, "metrics.csv"))
+    assert [int(r["cycle"]) for r in rows] == [1, 2]
+    assert all(0.0 <= float(r["recall20"]) <= 1.0 for r in rows)
+    lambdas = [float(r["lambda"]) for r in rows]
+    assert lambdas[0] == 0.0
+    assert (lambdas[1] > 0) == (mode != "plain")
+    assert os.path.isfile(os.path.join(root, "exemplars", "cycle_2.npz")) == keeps_exemplars
+    assert (int(rows[1]["exemplars_kept"]) > 0) == keeps_exemplars
+    assert os.path.isdir(runner.paths.saved_model(2))
+    for name in ("summary.json", "metrics.png", "Training_logs.txt", "config.json"):
+        assert os.path.isfile(os.path.join(root, name))
+    with open(os.path.join(root, "Training_logs.txt")) as f:
+        log_text = f.read()
+    assert log_text.count("Period ") == 2 and "Average: (MRR@20: " in log_text
+
+
+def test_exemplar_quota_is_respected(data_dir, tmp_path):
+    runner = ContinualRunner(_config(data_dir, tmp_path, exemplar_size=25, cycles=2))
+    runner.run()
+    assert 0 < len(runner.exemplars) <= 25
+
+
+def test_mismatched_run_and_damaged_exemplars_are_reported(data_dir, tmp_path):
+    run(_config(data_dir, tmp_path, cycles=1))
+    with pytest.raises(RunStateError, match="another config"):
+        run(_config(data_dir, tmp_path, cycles=2, lr=1e-3))
+    npz = tmp_path / "sample-ADER" / "exemplars" / "cycle_1.npz"
+    blob = bytearray(npz.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    npz.write_bytes(bytes(blob))
+    with pytest.raises(ExemplarFileError, match=str(npz.parent / "cycle_1")):
+        run(_config(data_dir, tmp_path, cycles=2))
+
+
+def test_non_finite_loss_stops_the_run(data_dir, tmp_path, monkeypatch):
+    runner = ContinualRunner(_config(data_dir, tmp_path, cycles=1))
+    runner._fresh_model(1)
+
+    class History:
+        history = {"loss": [float("nan")]}
+
+    monkeypatch.setattr(runner.model, "fit", lambda *a, **k: History())
+    with pytest.raises(TrainingDivergedError, match="not finite"):
+        runner.run_cycle(1)
+
+
+def _main(data_dir, results_dir, *extra):
+    args = [sys.executable, "main.py", f"--data_dir={data_dir}", f"--results_dir={results_dir}",
+            *(f"--{k}={v}" for k, v in TINY.items()), "--num_epochs=3", "--stop=3", *extra]
+    return args
+
+
+def test_resume_after_kill_gives_the_same_metrics(data_dir, tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    reference = tmp_path / "reference"
+    subprocess.run(_main(data_dir, reference), cwd=REPO_ROOT, env=env, check=True,
+                   capture_output=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_main(data_dir, killed), cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = killed / "sample-ADER" / "checkpoints" / "cycle_2"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed mid-cycle"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = (killed / "sample-ADER" / "state.json").read_text()
+    assert '"cycle": 1' in state and '"cycle": 2' not in state  # killed inside cycle 2
+
+    subprocess.run(_main(data_dir, killed), cwd=REPO_ROOT, env=env, check=True,
+                   capture_output=True, timeout=600)
+    ref_rows = _rows(reference / "sample-ADER" / "metrics.csv")
+    res_rows = _rows(killed / "sample-ADER" / "metrics.csv")
+    keys = ("cycle", "epochs_run", "best_epoch", "mrr20", "recall20", "mrr10", "recall10",
+            "test_examples", "lambda", "exemplars_kept")
+    assert [[r[k] for k in keys] for r in res_rows] == [[r[k] for k in keys] for r in ref_rows]
+    log_text = (killed / "sample-ADER" / "Training_logs.txt").read_text()
+    assert log_text.count("Period 2:") == 1 and "Resumed at cycle 2." in log_text
+    assert np.isclose(float(res_rows[0]["recall20"]), float(ref_rows[0]["recall20"]))
