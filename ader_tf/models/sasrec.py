@@ -1,0 +1,196 @@
+"""SASRec encoder (backbone): left-padded item ids -> session vector, as the reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from ader_tf.models.layers import SASRecBlock, TF1LayerNorm, seeded
+
+
+def trim_left_padding(item_ids: tf.Tensor) -> tf.Tensor:
+    """Drops the leading columns that are padding (0) in every row, keeping at least one.
+
+    With left padding and the reference's masking, the last position's output does not depend on
+    padded positions, so this changes no result and saves the work on them.
+    """
+    any_item = tf.reduce_any(tf.not_equal(item_ids, 0), axis=0)  # [L]
+    width = tf.shape(item_ids)[1]
+    first = tf.cast(tf.argmax(tf.cast(any_item, tf.int32)), tf.int32)
+    first = tf.where(tf.reduce_any(any_item), first, tf.maximum(width - 1, 0))
+    return item_ids[:, first:]
+
+
+@keras.saving.register_keras_serializable(package="ader_tf")
+class SASRecEncoder(keras.layers.Layer):
+    """Self-attentive session encoder (Kang & McAuley 2018) in the ADER reference's variant.
+
+    Maps item ids [B, L] (left-padded with 0, any L; rows longer than `maxlen` keep their last
+    `maxlen` items) to the final layer-normalised vector of the last position, [B, d].
+    Positions are absolute in the `maxlen` window: the last input item always uses positional
+    row `maxlen - 1`, so an input of width L gives the same result as the same rows padded to
+    `maxlen`.
+
+    Args:
+        num_items: Largest item id; the item table has `num_items + 1` rows (row 0 is padding,
+            stored but never used: lookups of id 0 are masked and scoring starts at row 1).
+        hidden_units: Model width d.
+        maxlen: Window length (size of the positional table).
+        num_blocks: Number of self-attention blocks.
+        num_heads: Attention heads (must divide `hidden_units`).
+        dropout_rate: Dropout rate during training.
+        l2_emb: L2 weight on both embedding tables, added to `self.losses`. (The reference
+            declares this regulariser but never adds it to its loss; the default 0 matches it.)
+        seed: Base seed for initialisers and dropout (None: not seeded).
+        trim_padding: Drop all-padding leading columns of each batch before the blocks (same
+            result, less work). Turn off where static shapes are needed (XLA).
+        length_groups: With trimming, encode the batch as this many groups of rows sorted by
+            length, each trimmed to its own longest row (same result per row; short sessions
+            stop paying for the batch's longest one).
+        **kwargs: Forwarded to `keras.layers.Layer`.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        hidden_units: int = 150,
+        maxlen: int = 50,
+        num_blocks: int = 2,
+        num_heads: int = 1,
+        dropout_rate: float = 0.3,
+        l2_emb: float = 0.0,
+        seed: int | None = None,
+        trim_padding: bool = True,
+        length_groups: int = 4,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        for name, value in (
+            ("num_items", num_items),
+            ("hidden_units", hidden_units),
+            ("maxlen", maxlen),
+            ("num_heads", num_heads),
+        ):
+            if int(value) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {value}.")
+        if num_blocks < 0:
+            raise ValueError(f"`num_blocks` must be >= 0, got {num_blocks}.")
+        if hidden_units % num_heads != 0:
+            raise ValueError(
+                f"`hidden_units` ({hidden_units}) must be divisible by `num_heads` ({num_heads})."
+            )
+        if not 0.0 <= dropout_rate < 1.0:
+            raise ValueError(f"`dropout_rate` must be in [0, 1), got {dropout_rate}.")
+        if length_groups < 1:
+            raise ValueError(f"`length_groups` must be >= 1, got {length_groups}.")
+        if l2_emb < 0:
+            raise ValueError(f"`l2_emb` must be >= 0, got {l2_emb}.")
+        self.num_items = int(num_items)
+        self.hidden_units = int(hidden_units)
+        self.maxlen = int(maxlen)
+        self.num_blocks = int(num_blocks)
+        self.num_heads = int(num_heads)
+        self.dropout_rate = float(dropout_rate)
+        self.l2_emb = float(l2_emb)
+        self.seed = seed
+        self.trim_padding = bool(trim_padding)
+        self.length_groups = int(length_groups)
+
+        # === Layers ===
+        self.embedding_dropout = keras.layers.Dropout(
+            dropout_rate, seed=seeded(seed, 2), name="embedding_dropout"
+        )
+        self.blocks = [
+            SASRecBlock(
+                hidden_units,
+                num_heads,
+                dropout_rate,
+                seed=seeded(seed, 100 * (i + 1)),
+                name=f"block_{i}",
+            )
+            for i in range(num_blocks)
+        ]
+        self.final_norm = TF1LayerNorm(name="final_norm")
+        # All shapes are known from the arguments, so build now: the variables exist right
+        # after construction (checkpoint restore, weight copies, conversion need no dummy call).
+        self.build()
+
+    def build(self, input_shape: tuple | None = None) -> None:
+        if self.built:
+            return
+        regularizer = keras.regularizers.L2(self.l2_emb) if self.l2_emb > 0 else None
+        # === Weights === (TF1's default initialiser: Glorot-uniform over each table's own shape)
+        self.item_embeddings = self.add_weight(
+            name="item_embeddings",
+            shape=(self.num_items + 1, self.hidden_units),
+            initializer=keras.initializers.GlorotUniform(seeded(self.seed, 0)),
+            regularizer=regularizer,
+        )
+        self.position_embeddings = self.add_weight(
+            name="position_embeddings",
+            shape=(self.maxlen, self.hidden_units),
+            initializer=keras.initializers.GlorotUniform(seeded(self.seed, 1)),
+            regularizer=regularizer,
+        )
+        shape = (None, None, self.hidden_units)
+        for block in self.blocks:
+            block.build(shape, (None, None, 1))
+        self.final_norm.build(shape)
+        self.built = True
+
+    def call(self, item_ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        item_ids = tf.cast(item_ids, tf.int32)[:, -self.maxlen :]
+        if not self.trim_padding:
+            return self._encode(item_ids, training)
+        if self.length_groups == 1:
+            return self._encode(trim_left_padding(item_ids), training)
+        # Rows sorted by length, cut into groups, each trimmed; outputs put back in row order.
+        lengths = tf.reduce_sum(tf.cast(tf.not_equal(item_ids, 0), tf.int32), axis=1)
+        order = tf.argsort(lengths, stable=True)
+        sorted_ids = tf.gather(item_ids, order)
+        rows = tf.shape(item_ids)[0]
+        bounds = [(rows * g) // self.length_groups for g in range(self.length_groups + 1)]
+        outputs = [
+            self._encode(trim_left_padding(sorted_ids[start:end]), training)
+            for start, end in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        return tf.gather(tf.concat(outputs, axis=0), tf.math.invert_permutation(order))
+
+    def _encode(self, item_ids: tf.Tensor, training: bool | None) -> tf.Tensor:
+        """Session vectors of left-padded ids at most `maxlen` wide."""
+        width = tf.shape(item_ids)[1]
+        mask = tf.cast(tf.not_equal(item_ids, 0), self.compute_dtype)[:, :, None]
+
+        # Row 0 of the table is never seen: padded positions are multiplied by the mask below,
+        # so their value and their gradient are zero, as with the reference's zero row.
+        x = tf.gather(self.item_embeddings, item_ids) * (self.hidden_units**0.5)
+        x = x + self.position_embeddings[self.maxlen - width :][None]
+        x = self.embedding_dropout(x, training=training)
+        x = x * mask
+
+        for block in self.blocks[:-1]:
+            x = block(x, mask, training=training)
+        if self.blocks:
+            # Only the last position is read out, so the last block computes that query alone.
+            x = self.blocks[-1](x, mask, training=training, last_only=True)
+        return self.final_norm(x[:, -1, :])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "num_items": self.num_items,
+                "hidden_units": self.hidden_units,
+                "maxlen": self.maxlen,
+                "num_blocks": self.num_blocks,
+                "num_heads": self.num_heads,
+                "dropout_rate": self.dropout_rate,
+                "l2_emb": self.l2_emb,
+                "seed": self.seed,
+                "trim_padding": self.trim_padding,
+                "length_groups": self.length_groups,
+            }
+        )
+        return config

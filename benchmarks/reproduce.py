@@ -1,0 +1,279 @@
+"""Runs methods over a dataset and writes the paper-style tables and plots into RESULTS.md.
+
+    python benchmarks/reproduce.py --dataset=DIGINETICA --methods=ader,joint,dropout,ewc,finetune \
+        --cycles=4 --data_dir=../shared/data --section=diginetica-4cycles
+
+Each method runs as ``python main.py`` in its own process (so every run is resumable: run the
+same command again after a crash and finished cycles are kept), timed with wall clock and peak
+RSS. Then a section of RESULTS.md (between ``<!-- BEGIN name -->`` and ``<!-- END name -->``)
+is rewritten with the table, the paper's numbers beside ours, the command, machine and date.
+With ``--seeds=0,1,2`` and ``--reference_log=...`` it writes the per-cycle side-by-side table
+with the original's logs instead.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from ader_tf.report import read_metrics_csv, read_training_log  # noqa: E402
+
+METHOD_FLAGS = {
+    "ader": [], "joint": ["--joint"], "dropout": ["--dropout"], "ewc": ["--ewc"],
+    "finetune": ["--finetune"], "er_herding": ["--disable_distillation"],
+    "er_loss": ["--disable_distillation", "--selection=loss"],
+    "er_random": ["--disable_distillation", "--selection=random"],
+    "ader_equal": ["--equal_exemplar"], "ader_fix": ["--fix_lambda"],
+}
+# The paper's Table 2 (SASRec, mean over 16 cycles, percent), PROTOCOL section 3.
+PAPER = {
+    "DIGINETICA": {"finetune": (47.28, 16.01), "dropout": (49.07, 16.86), "ewc": (47.66, 16.28),
+                   "joint": (50.03, 17.31), "ader": (50.21, 17.32)},
+    "YOOCHOOSE": {"finetune": (71.86, 36.49), "dropout": (72.20, 36.60), "ewc": (71.91, 36.53),
+                  "joint": (72.22, 36.65), "ader": (72.38, 36.71)},
+}
+PAPER_ABLATION_R20 = {"er_random": 49.14, "er_loss": 49.31, "er_herding": 49.34,
+                      "ader_equal": 49.92, "ader_fix": 50.09}
+# The paper's YOOCHOOSE setting (the original README's command line).
+DATASET_FLAGS = {"YOOCHOOSE": ["--lambda_=1.0", "--batch_size=512"], "DIGINETICA": [],
+                 "sample": []}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("dataset", "DIGINETICA", "DIGINETICA, YOOCHOOSE or sample.")
+flags.DEFINE_list("methods", ["ader"], f"Methods among {sorted(METHOD_FLAGS)}.")
+flags.DEFINE_integer("cycles", 0, "First N cycles only (0 = all 16).")
+flags.DEFINE_integer("num_epochs", 100, "Maximum epochs per cycle.")
+flags.DEFINE_list("seeds", ["0"], "Random seeds; several give mean and spread.")
+flags.DEFINE_string("data_dir", "data", "Folder with <DATASET>/period_*.txt.")
+flags.DEFINE_string("results_dir", "results/reproduce", "Where the runs go.")
+flags.DEFINE_string("results_md", os.path.join(REPO, "RESULTS.md"), "File to update.")
+flags.DEFINE_string("section", None, "Name of the RESULTS.md section to (re)write.")
+flags.DEFINE_multi_string("reference_log", [], "Original Training_logs.txt for side by side.")
+flags.DEFINE_list("extra_flags", [], "More flags for main.py (e.g. --hidden_units=64).")
+flags.DEFINE_boolean("run", True, "Run missing cycles (false: only rebuild the tables).")
+
+
+def run_name(method: str, seed: str) -> str:
+    suffix = f"-e{FLAGS.num_epochs}" if FLAGS.num_epochs != 100 else ""
+    return f"{method}{suffix}-seed{seed}"
+
+
+def run_dir(method: str, seed: str) -> str:
+    return os.path.join(FLAGS.results_dir, f"{FLAGS.dataset}-{run_name(method, seed)}")
+
+
+def command(method: str, seed: str) -> list[str]:
+    return [sys.executable, os.path.join(REPO, "main.py"), f"--dataset={FLAGS.dataset}",
+            f"--save_dir={run_name(method, seed)}", f"--data_dir={FLAGS.data_dir}",
+            f"--results_dir={FLAGS.results_dir}", f"--cycles={FLAGS.cycles}",
+            f"--num_epochs={FLAGS.num_epochs}", f"--random_seed={seed}", "--noprogress",
+            *DATASET_FLAGS[FLAGS.dataset], *METHOD_FLAGS[method], *FLAGS.extra_flags]
+
+
+def run_one(method: str, seed: str) -> None:
+    """Runs (or resumes) one method; records wall time and peak RSS of this process."""
+    folder = run_dir(method, seed)
+    cmd = command(method, seed)
+    print("$", shlex.join(cmd), flush=True)
+    started = time.time()
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "stdout.txt"), "a") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+    if status != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed (status {status}); see {out.name}")
+    timing = {"wall_seconds": round(time.time() - started, 1),
+              "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
+              "command": shlex.join(cmd), "finished": now()}
+    timings = _read_timings(folder) + [timing]
+    with open(os.path.join(folder, "timing.json"), "w") as f:
+        json.dump(timings, f, indent=2)
+
+
+def _read_timings(folder: str) -> list[dict]:
+    path = os.path.join(folder, "timing.json")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def machine() -> str:
+    cores = os.cpu_count()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.machine()} Linux, {cores} CPU cores, {mem:.0f} GiB RAM, no GPU"
+
+
+def completed(method: str, seed: str) -> dict[int, dict[str, float]]:
+    path = os.path.join(run_dir(method, seed), "metrics.csv")
+    return read_metrics_csv(path) if os.path.isfile(path) else {}
+
+
+def main_table() -> str:
+    """Methods as columns, paper beside ours, means over the cycles run."""
+    seed = FLAGS.seeds[0]
+    paper = PAPER.get(FLAGS.dataset, {})
+    lines = ["| method | cycles | Recall@20 | MRR@20 | Recall@10 | MRR@10 | paper Recall@20 "
+             "(16 cycles) | paper MRR@20 | wall time | peak RSS |", "|---" * 10 + "|"]
+    for method in FLAGS.methods:
+        run = completed(method, seed)
+        if not run:
+            continue
+        mean = {k: 100 * float(np.mean([run[c][k] for c in run]))
+                for k in ("recall20", "mrr20", "recall10", "mrr10")}
+        p_r20, p_mrr = paper.get(method, (PAPER_ABLATION_R20.get(method), None))
+        timing = _read_timings(run_dir(method, seed))
+        wall = sum(t["wall_seconds"] for t in timing) / 60
+        rss = max((t["peak_rss_gb"] for t in timing), default=float("nan"))
+        lines.append(
+            f"| {method} | {min(run)}-{max(run)} | {mean['recall20']:.2f} | {mean['mrr20']:.2f} "
+            f"| {mean['recall10']:.2f} | {mean['mrr10']:.2f} | {_fmt(p_r20)} | {_fmt(p_mrr)} "
+            f"| {wall:.1f} min | {rss:.2f} GB |"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def per_cycle_table() -> str:
+    """Per-cycle Recall@20 / MRR@20 of every method (first seed)."""
+    seed = FLAGS.seeds[0]
+    runs = {m: completed(m, seed) for m in FLAGS.methods}
+    cycles = sorted({c for r in runs.values() for c in r})
+    header = "| cycle | " + " | ".join(f"{m} R@20 / MRR@20" for m in runs if runs[m]) + " |"
+    lines = [header, "|---" * (1 + sum(1 for r in runs.values() if r)) + "|"]
+    for c in cycles:
+        cells = [f"{100 * r[c]['recall20']:.2f} / {100 * r[c]['mrr20']:.2f}" if c in r else "-"
+                 for r in runs.values() if r]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def side_by_side_table() -> str:
+    """Per cycle: each original log beside the mean and spread of ours over seeds."""
+    method = FLAGS.methods[0]
+    ours = [completed(method, s) for s in FLAGS.seeds]
+    ours = [r for r in ours if r]
+    refs = {os.path.basename(os.path.dirname(os.path.abspath(p))): read_training_log(p)
+            for p in FLAGS.reference_log}
+    cycles = sorted(set.intersection(*(set(r) for r in ours))) if ours else []
+    lines = ["| cycle | metric | " + " | ".join(f"original {n}" for n in refs)
+             + f" | ours mean over {len(ours)} seeds | ours min-max | ours std |",
+             "|---" * (4 + len(refs)) + "|"]
+    for c in cycles + ["mean"]:
+        for key, label in (("recall20", "Recall@20"), ("mrr20", "MRR@20")):
+            if c == "mean":
+                values = [np.mean([r[k][key] for k in cycles]) for r in ours]
+                ref_cells = [f"{100 * np.mean([r[k][key] for k in cycles if k in r]):.2f}"
+                             for r in refs.values()]
+            else:
+                values = [r[c][key] for r in ours]
+                ref_cells = [f"{100 * r[c][key]:.2f}" if c in r else "-" for r in refs.values()]
+            v = 100 * np.array(values)
+            lines.append(f"| {c} | {label} | " + " | ".join(ref_cells)
+                         + f" | {v.mean():.2f} | {v.min():.2f}-{v.max():.2f} | {v.std():.2f} |")
+    timing = [t for s in FLAGS.seeds for t in _read_timings(run_dir(method, s))]
+    if timing:
+        lines.append("")
+        lines.append("Wall time per seed (minutes): " + ", ".join(
+            f"{t['wall_seconds'] / 60:.1f}" for t in timing) + "; peak RSS (GB): " + ", ".join(
+            f"{t['peak_rss_gb']:.2f}" for t in timing) + ".")
+    return "\n".join(lines)
+
+
+def plot(path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for method in FLAGS.methods:
+        run = completed(method, FLAGS.seeds[0])
+        if not run:
+            continue
+        cycles = sorted(run)
+        for ax, key in zip(axes, ("recall20", "mrr20")):
+            ax.plot(cycles, [100 * run[c][key] for c in cycles], marker="o", label=method)
+    for ax, label in zip(axes, ("Recall@20 (%)", "MRR@20 (%)")):
+        ax.set_xlabel("cycle")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_title(FLAGS.dataset)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_section(name: str, body: str) -> None:
+    """Replaces (or appends) the named section of RESULTS.md."""
+    path = FLAGS.results_md
+    text = "# Results\n"
+    if os.path.isfile(path):
+        with open(path) as f:
+            text = f.read()
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else (
+        text.rstrip() + "\n\n" + block + "\n")
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    unknown = set(FLAGS.methods) - set(METHOD_FLAGS)
+    if unknown:
+        raise app.UsageError(
+            f"unknown methods {sorted(unknown)}; choose from {sorted(METHOD_FLAGS)}"
+        )
+    if FLAGS.run:
+        for seed in FLAGS.seeds:
+            for method in FLAGS.methods:
+                run_one(method, seed)
+    name = FLAGS.section or f"{FLAGS.dataset}-{'-'.join(FLAGS.methods)}"
+    plot_name = f"results_{name}.png"
+    plot(os.path.join(os.path.dirname(FLAGS.results_md), plot_name))
+    invocation = "python benchmarks/reproduce.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    cycles = f"first {FLAGS.cycles} cycles" if FLAGS.cycles else "all 16 cycles"
+    parts = [
+        f"### {FLAGS.dataset}: {', '.join(FLAGS.methods)} ({cycles}, up to "
+        f"{FLAGS.num_epochs} epochs, seeds {','.join(FLAGS.seeds)})",
+        "",
+        f"Command: `{invocation}`  ",
+        f"Machine: {machine()}; tables written {now()}. Means are over the cycles listed; "
+        "the paper's numbers are means over all 16 cycles.",
+        "",
+    ]
+    if FLAGS.reference_log:
+        parts += [side_by_side_table(), ""]
+    else:
+        parts += [main_table(), "", per_cycle_table(), "", f"![{name}]({plot_name})", ""]
+    write_section(name, "\n".join(parts))
+    print("\n".join(parts))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,146 @@
+"""MirroredStrategy over two logical CPU devices gives the single-device loss and update.
+
+The devices must be configured before TensorFlow initialises, so the comparison runs in a child
+process (this file run as a script) and the test reads its JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_REPO = os.path.dirname(_HERE)
+# distill covers the current-row CE and an exemplar mean (replay has the same structure);
+# ewc adds the global penalty term. Each mode costs two model builds and traces.
+_MODES = ["distill", "ewc", "distill-adam"]
+
+
+def _compare(mode: str) -> dict:
+    """Runs one step of `mode` on 1 and on 2 replicas; returns loss and weight differences."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from test_sasrec import left_padded, randomize, tiny_model
+
+    from ader_tf.models.recommender import make_optimizer
+
+    # "<mode>-adam": the fused Adam of `make_optimizer` under the strategy (lr 5e-4).
+    adam = mode.endswith("-adam")
+    mode = mode.removesuffix("-adam")
+
+    from ader_tf.continual.ewc import compute_fisher
+
+    # 8 rows; exemplars last, so replica 0 gets 4 current rows and replica 1 gets 1 current
+    # and 3 exemplar rows: per-replica means would differ from the global ones.
+    rng = np.random.default_rng(0)
+    ids = left_padded(rng, [1, 2, 6, 3, 4, 5, 2, 1], 6, 30)
+    targets = rng.integers(1, 31, 8).astype(np.int32)
+    is_exemplar = np.array([0, 0, 0, 0, 0, 1, 1, 1], np.float32)
+    data = tf.data.Dataset.from_tensors(({"item_ids": ids, "is_exemplar": is_exemplar}, targets))
+
+    fisher: dict = {}
+
+    def build(strategy: tf.distribute.Strategy):
+        with strategy.scope():
+            model = tiny_model(seed=1)
+            randomize(model, seed=1)
+            model.set_max_item(28)
+            # SGD: the update is linear in the gradient, so weights compare the gradients
+            # themselves (Adam's first step, lr * g / (|g| + eps), amplifies float noise in
+            # near-zero gradients).
+            optimizer = make_optimizer(5e-4) if adam else keras.optimizers.SGD(0.5)
+            model.compile(optimizer=optimizer)
+            model.build_all(6)
+        kwargs = {"lambda_t": 0.7}
+        if mode == "distill":
+            teacher = tiny_model(seed=2)
+            randomize(teacher, seed=2)
+            teacher.set_max_item(20)
+            kwargs["teacher"] = teacher.frozen_copy()
+        if mode == "ewc":
+            # Same weights in both builds, so the Fisher information is computed once.
+            if "state" not in fisher:
+                fisher["state"] = compute_fisher(model, ids, np.minimum(targets, 28), batch_size=4)
+            state = fisher["state"]
+            # Move the anchor so that the penalty and its gradient are not zero.
+            kwargs["ewc"] = type(state)(
+                state.fisher, tuple(p + 0.05 for p in state.previous), state.num_examples
+            )
+        model.configure_continual(mode, **kwargs)
+        return model
+
+    results = []
+    for devices in (["/cpu:0"], ["/cpu:0", "/cpu:1"]):
+        strategy = tf.distribute.MirroredStrategy(devices)
+        model = build(strategy)
+        before = [np.asarray(w) for w in model.get_weights()]
+        history = model.fit(data.map(lambda f, t: (f, tf.minimum(t, 28))), epochs=1, verbose=0)
+        results.append(
+            (
+                {k: float(v[-1]) for k, v in history.history.items()},
+                [np.asarray(w) for w in model.get_weights()],
+                strategy.num_replicas_in_sync,
+            )
+        )
+    (single, w1, n1), (mirrored, w2, n2) = results
+    update = max(float(np.abs(a - b).max()) for a, b in zip(w1, before, strict=True))
+    return {
+        "replicas": [n1, n2],
+        "single": single,
+        "mirrored": mirrored,
+        "max_weight_diff": max(float(np.abs(a - b).max()) for a, b in zip(w1, w2, strict=True)),
+        "max_update": update,
+    }
+
+
+def _child(modes: list[str]) -> None:
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    )
+    print(json.dumps({mode: _compare(mode) for mode in modes}))
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    path = os.pathsep.join([_REPO, _HERE, os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), *_MODES],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=_REPO,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", _MODES)
+def test_two_replicas_match_one_device(report: dict, mode: str) -> None:
+    result = report[mode]
+    assert result["replicas"] == [1, 2]
+    assert set(result["single"]) == set(result["mirrored"])
+    for name, value in result["single"].items():
+        assert result["mirrored"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+    if mode.endswith("-adam"):
+        # Adam's first step is lr * g / (|g| + eps): near-zero gradients amplify float noise.
+        assert result["max_update"] > 1e-4
+        assert result["max_weight_diff"] < 1e-5
+    else:
+        assert result["max_update"] > 1e-3  # the step did move the weights
+        assert result["max_weight_diff"] < 1e-6
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1:])

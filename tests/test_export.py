@@ -1,0 +1,108 @@
+"""SavedModel export: signatures, values, loading in a process that never imports ader_tf."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_sasrec import left_padded, randomize, tiny_model
+
+from ader_tf.export import export_saved_model
+
+# Runs in a fresh interpreter: loads the SavedModel with TensorFlow alone.
+_LOADER = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+ids = tf.constant(np.load(sys.argv[2]))
+top = loaded.signatures["serving_default"](item_ids=ids)
+scores = loaded.signatures["scores"](item_ids=ids)["scores"]
+print(json.dumps({
+    "signatures": sorted(loaded.signatures.keys()),
+    "top_items": top["top_items"].numpy().tolist(),
+    "top_scores": top["top_scores"].numpy().tolist(),
+    "top_dtype": top["top_items"].dtype.name,
+    "scores": scores.numpy().tolist(),
+    "ader_tf_imported": any(m.startswith("ader_tf") for m in sys.modules),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = tiny_model(num_items=40, maxlen=6, dropout_rate=0.3)
+    randomize(model)
+    model.set_max_item(33)
+    folder = tmp_path_factory.mktemp("export")
+    path = export_saved_model(model, str(folder / "saved_model"), k=5)
+    rng = np.random.default_rng(1)
+    ids = left_padded(rng, [1, 3, 6, 2], 8, 33)  # wider than maxlen, left-padded
+    ids[2, :2] = [4, 5]  # a row longer than maxlen: keeps its last 6 items
+    np.save(folder / "ids.npy", ids)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOADER, path, str(folder / "ids.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(folder),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return model, path, ids, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_loads_without_ader_tf_and_lists_both_signatures(exported) -> None:
+    _, _, _, out = exported
+    assert not out["ader_tf_imported"]
+    assert out["signatures"] == ["scores", "serving_default"]
+    assert out["top_dtype"] == "int32"
+
+
+def test_scores_and_top_items_match_the_model(exported) -> None:
+    model, _, ids, out = exported
+    expected = model.predict_logits(ids[:, -6:]).numpy()
+    scores = np.asarray(out["scores"])
+    assert scores.shape == (4, 33)
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    top_items = np.asarray(out["top_items"])
+    assert top_items.shape == (4, 5) and top_items.min() >= 1
+    np.testing.assert_array_equal(top_items, np.argsort(-expected, axis=1)[:, :5] + 1)
+    np.testing.assert_allclose(
+        out["top_scores"], np.sort(expected, axis=1)[:, ::-1][:, :5], atol=1e-5
+    )
+
+
+def test_saved_model_cli_lists_signatures(exported) -> None:
+    _, path, _, _ = exported
+    cli = shutil.which("saved_model_cli")
+    if cli is None:
+        pytest.skip("saved_model_cli not on PATH")
+    proc = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "signature_def['serving_default']" in proc.stdout
+    assert "signature_def['scores']" in proc.stdout
+    assert "item_ids" in proc.stdout and "top_items" in proc.stdout
+
+
+def test_export_replaces_atomically(tmp_path) -> None:
+    model = tiny_model(num_items=12, maxlen=4, num_blocks=1)
+    target = str(tmp_path / "model")
+    export_saved_model(model, target, k=3)
+    model.set_max_item(7)
+    export_saved_model(model, target, k=50)
+    assert sorted(os.listdir(tmp_path)) == ["model"]  # no temporary folders left behind
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(target)
+    out = loaded.signatures["serving_default"](item_ids=tf.constant([[0, 1, 2, 3]]))
+    assert out["top_items"].shape == (1, 7)  # k capped at the 7 known items
+    with pytest.raises(ValueError, match="k"):
+        export_saved_model(model, target, k=0)
