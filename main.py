@@ -60,6 +60,8 @@ flags.DEFINE_string("data_dir", _D.data_dir, "Folder with <DATASET>/period_*.txt
 flags.DEFINE_string("results_dir", _D.results_dir, "Where runs are written.")
 flags.DEFINE_integer("cycles", _D.cycles, "Run only the first N cycles (0 = all).")
 flags.DEFINE_integer("export_k", _D.export_k, "Top-k of the exported SavedModels.")
+flags.DEFINE_boolean("export_saved_models", _D.export_saved_models,
+                     "Export a SavedModel after each cycle.")
 flags.DEFINE_enum("distribution_strategy", _D.distribution_strategy, list(STRATEGIES),
                   "tf.distribute strategy.")
 flags.DEFINE_float("valid_portion", _D.valid_portion, "Share of prefixes for validation.")
@@ -80,11 +82,13 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(str(e)) from e
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # SavedModel/checkpoint chatter
     if not config.progress:
         os.environ["TQDM_DISABLE"] = "1"
     from ader_tf.continual.runner import run
     from ader_tf.data.sources import DatasetNotFoundError
+
+    # TensorFlow's own logger (SavedModel and checkpoint chatter), after TF set it up.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
     try:
         summary = run(config)

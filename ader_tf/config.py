@@ -18,8 +18,8 @@ STRATEGIES = ("none", "mirrored", "multi_worker")
 # Fields that do not change any number a run produces (where it writes, how far it goes,
 # how it reports); they are left out of the fingerprint that guards resumed runs.
 _NOT_FINGERPRINTED = frozenset(
-    {"data_dir", "results_dir", "cycles", "export_k", "progress", "distribution_strategy",
-     "test_batch"}
+    {"data_dir", "results_dir", "cycles", "export_k", "export_saved_models", "progress",
+     "distribution_strategy", "test_batch"}
 )
 
 
@@ -61,6 +61,7 @@ class Config:
     results_dir: str = "results"
     cycles: int = 0  # 0 = all cycles the data has
     export_k: int = 20
+    export_saved_models: bool = True
     distribution_strategy: str = "none"
     valid_portion: float = 0.1
     progress: bool = True

@@ -123,28 +123,38 @@ def load_original_checkpoint(
     return model
 
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Reference checkpoint prefix or folder.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write saved_model/, model.keras.")
-_NUM_HEADS = flags.DEFINE_integer("num_heads", 1, "Attention heads of the checkpoint's model.")
-_K = flags.DEFINE_integer("k", 20, "Items returned by the serving_default signature.")
+def convert(checkpoint: str, output_dir: str, num_heads: int = 1, k: int = 20) -> Any:
+    """Converts a reference checkpoint into ``output_dir/saved_model`` and ``model.keras``."""
+    from ader_tf.export import export_saved_model
+
+    model = load_original_checkpoint(checkpoint, num_heads=num_heads)
+    os.makedirs(output_dir, exist_ok=True)
+    export_saved_model(model, os.path.join(output_dir, "saved_model"), k=k)
+    model.save(os.path.join(output_dir, "model.keras"))
+    return model
+
+
+def _define_flags() -> None:
+    """Flags of the command line (defined only when run as a program, not on import)."""
+    flags.DEFINE_string("checkpoint", None, "Reference checkpoint prefix or folder.")
+    flags.DEFINE_string("output_dir", None, "Where to write saved_model/, model.keras.")
+    flags.DEFINE_integer("num_heads", 1, "Attention heads of the checkpoint's model.")
+    flags.DEFINE_integer("k", 20, "Items returned by the serving_default signature.")
+    flags.mark_flags_as_required(["checkpoint", "output_dir"])
 
 
 def main(argv: list[str]) -> None:
     del argv
-    from ader_tf.export import export_saved_model
-
-    model = load_original_checkpoint(_CHECKPOINT.value, num_heads=_NUM_HEADS.value)
-    os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
-    export_saved_model(model, os.path.join(_OUTPUT_DIR.value, "saved_model"), k=_K.value)
-    model.save(os.path.join(_OUTPUT_DIR.value, "model.keras"))
+    f = flags.FLAGS
+    model = convert(f.checkpoint, f.output_dir, num_heads=f.num_heads, k=f.k)
     encoder = model.encoder
     print(
         f"converted: num_items={encoder.num_items} hidden_units={encoder.hidden_units} "
         f"maxlen={encoder.maxlen} num_blocks={encoder.num_blocks} "
-        f"num_heads={encoder.num_heads} -> {_OUTPUT_DIR.value}"
+        f"num_heads={encoder.num_heads} -> {f.output_dir}"
     )
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["checkpoint", "output_dir"])
+    _define_flags()
     app.run(main)

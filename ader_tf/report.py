@@ -100,17 +100,13 @@ def plot(runs: dict[str, Run], path: str) -> None:
     plt.close(fig)
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("reference_log", [], "An original Training_logs.txt to compare with.")
-
-
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         raise app.UsageError("usage: python -m ader_tf.report <results_dir> "
                              "[--reference_log=PATH ...]")
     results_dir = argv[1]
     runs = find_runs(results_dir)
-    for path in FLAGS.reference_log:
+    for path in flags.FLAGS.reference_log:
         label = "original:" + os.path.basename(os.path.dirname(os.path.abspath(path)))
         runs[label] = read_training_log(path)
     if not runs:
@@ -124,4 +120,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    # Defined here, not on import, so the library adds no global flags.
+    flags.DEFINE_multi_string("reference_log", [], "An original Training_logs.txt to compare.")
     app.run(main)

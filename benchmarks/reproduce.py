@@ -29,6 +29,7 @@ from absl import app, flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from ader_tf.report import plot as report_plot  # noqa: E402
 from ader_tf.report import read_metrics_csv, read_training_log  # noqa: E402
 
 METHOD_FLAGS = {
@@ -83,10 +84,22 @@ def command(method: str, seed: str) -> list[str]:
             *DATASET_FLAGS[FLAGS.dataset], *METHOD_FLAGS[method], *FLAGS.extra_flags]
 
 
+def finished(method: str, seed: str) -> bool:
+    """Whether the run's summary covers every cycle asked for."""
+    path = os.path.join(run_dir(method, seed), "summary.json")
+    if not os.path.isfile(path) or not FLAGS.cycles:
+        return False
+    with open(path) as f:
+        return json.load(f).get("cycles_completed", 0) >= FLAGS.cycles
+
+
 def run_one(method: str, seed: str) -> None:
     """Runs (or resumes) one method; records wall time and peak RSS of this process."""
     folder = run_dir(method, seed)
     cmd = command(method, seed)
+    if finished(method, seed):
+        print(f"already complete: {folder}", flush=True)
+        return
     print("$", shlex.join(cmd), flush=True)
     started = time.time()
     os.makedirs(folder, exist_ok=True)
@@ -178,7 +191,7 @@ def side_by_side_table() -> str:
     cycles = sorted(set.intersection(*(set(r) for r in ours))) if ours else []
     lines = ["| cycle | metric | " + " | ".join(f"original {n}" for n in refs)
              + f" | ours mean over {len(ours)} seeds | ours min-max | ours std |",
-             "|---" * (4 + len(refs)) + "|"]
+             "|---" * (5 + len(refs)) + "|"]
     for c in cycles + ["mean"]:
         for key, label in (("recall20", "Recall@20"), ("mrr20", "MRR@20")):
             if c == "mean":
@@ -201,28 +214,9 @@ def side_by_side_table() -> str:
 
 
 def plot(path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for method in FLAGS.methods:
-        run = completed(method, FLAGS.seeds[0])
-        if not run:
-            continue
-        cycles = sorted(run)
-        for ax, key in zip(axes, ("recall20", "mrr20")):
-            ax.plot(cycles, [100 * run[c][key] for c in cycles], marker="o", label=method)
-    for ax, label in zip(axes, ("Recall@20 (%)", "MRR@20 (%)")):
-        ax.set_xlabel("cycle")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_title(FLAGS.dataset)
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    """Per-cycle Recall@20 and MRR@20 of every method (first seed), like the paper's figure."""
+    runs = {m: completed(m, FLAGS.seeds[0]) for m in FLAGS.methods}
+    report_plot({m: r for m, r in runs.items() if r}, path)
 
 
 def write_section(name: str, body: str) -> None:
@@ -256,7 +250,8 @@ def main(argv: list[str]) -> None:
     name = FLAGS.section or f"{FLAGS.dataset}-{'-'.join(FLAGS.methods)}"
     plot_name = f"results_{name}.png"
     plot(os.path.join(os.path.dirname(FLAGS.results_md), plot_name))
-    invocation = "python benchmarks/reproduce.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    shown = [a for a in sys.argv[1:] if a not in ("--norun", "--run=false")]
+    invocation = "python benchmarks/reproduce.py " + " ".join(shlex.quote(a) for a in shown)
     cycles = f"first {FLAGS.cycles} cycles" if FLAGS.cycles else "all 16 cycles"
     parts = [
         f"### {FLAGS.dataset}: {', '.join(FLAGS.methods)} ({cycles}, up to "

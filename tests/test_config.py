@@ -66,13 +66,12 @@ def test_main_rejects_bad_flags_before_any_work(tmp_path):
 
 
 def test_booleans_are_real_booleans():
-    sys.argv = ["main.py"]
-    import main
-
-    main.FLAGS(["main.py", "--ewc=false", "--finetune=true", "--nojoint"])
-    config = main.config_from_flags()
-    assert config.ewc is False and config.finetune is True and config.joint is False
-    main.FLAGS.unparse_flags()
+    code = ("import main; main.FLAGS(['main.py', '--ewc=false', '--finetune=true', '--nojoint',"
+            " '--cycles=3']); c = main.config_from_flags(); print(c.ewc, c.finetune, c.joint,"
+            " c.cycles, c.dataset)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120, check=True)
+    assert result.stdout.split() == ["False", "True", "False", "3", "sample"]
 
 
 def test_missing_real_data_names_where_to_put_it(tmp_path):

@@ -13,17 +13,17 @@ Representations and losses are computed by the caller in one batched forward pas
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ader_tf.io_utils import atomic_path
 
 METHODS = ("herding", "loss", "random")
 """Selection rules accepted by :func:`select_exemplars`."""
@@ -414,14 +414,7 @@ def _json_roundtrip(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     """Writes ``data`` to a temporary file beside ``path`` and renames it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    with atomic_path(str(path)) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())

@@ -86,7 +86,8 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def _logits_fn(model: Any):
-    return lambda item_ids: model(item_ids, training=False)
+    """Compiled logits with dropout off (one trace for any batch and width)."""
+    return model.predict_logits
 
 
 def _forward_in_batches(fn, examples: Examples, batch_size: int, desc: str) -> np.ndarray:
@@ -330,6 +331,7 @@ class ContinualRunner:
         if self.model is None or spec.joint:
             self._fresh_model(cycle)
         self.model.set_max_item(data.max_item)
+        self.model.reseed_dropout(self._seed(cycle, 5))
         lam = self._configure_loss(cycle, data, prev)
 
         epochs_run, best_epoch, train_seconds = self._train_epochs(cycle, data)
@@ -349,7 +351,8 @@ class ContinualRunner:
                 self._compute_ewc(cycle)
         selection_seconds = time.time() - t0
 
-        self._export(cycle)
+        if cfg.export_saved_models:
+            self._export(cycle)
         row = {
             "cycle": cycle, "epochs_run": epochs_run, "best_epoch": best_epoch,
             "mrr20": test.mrr20, "recall20": test.recall20, "mrr10": test.mrr10,

@@ -34,7 +34,7 @@ class SampleConfig:
     always_on_topics: int = 4
     items_per_topic: int = 24
     new_items_per_period: int = 2
-    sessions_per_period: int = 600
+    sessions_per_period: int = 500
     mean_extra_length: float = 3.0
     max_length: int = 15
     follow_probability: float = 0.85

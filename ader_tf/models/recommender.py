@@ -227,6 +227,21 @@ class SessionRecommender(keras.Model):
             self.train_function = None
             self.test_function = None
 
+    def reseed_dropout(self, seed: int) -> None:
+        """Sets the state of every dropout seed generator from ``seed``.
+
+        Dropout masks then depend only on ``seed`` and the steps taken since, not on what ran
+        before: a run resumed at a cycle boundary draws the same masks as one never stopped.
+        """
+        generators = [
+            layer.seed_generator
+            for layer in self._flatten_layers(include_self=False, recursive=True)
+            if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)
+        ]
+        for offset, generator in enumerate(generators):
+            state = generator.state
+            state.assign(tf.constant([seed % 2**31, offset], dtype=state.dtype))
+
     def frozen_copy(self) -> SessionRecommender:
         """A frozen copy with the same weights and max_item: the next cycle's teacher."""
         copy = self.__class__.from_config(self.get_config())

@@ -1,0 +1,44 @@
+"""The paper-style report: our metrics.csv beside the original's Training_logs.txt."""
+
+import os
+import subprocess
+import sys
+
+from ader_tf.continual.artifacts import write_metrics_csv
+from ader_tf.report import find_runs, read_training_log, table
+from tests.conftest import REPO_ROOT
+
+LOG = """dataset,DIGINETICA
+Period 1:
+epoch:1, valid (MRR@20: 0.0348, RECALL@20: 0.0690, MRR@10: 0.0339, RECALL@10: 0.0555)
+epoch:1, test (MRR@20: 0.1000, RECALL@20: 0.3000, MRR@10: 0.0900, RECALL@10: 0.2000)
+Period 2:
+epoch:2, test (MRR@20: 0.2000, RECALL@20: 0.5000, MRR@10: 0.1900, RECALL@10: 0.4000)
+Average: (MRR@20: 0.1500, RECALL@20: 0.4000, MRR@10: 0.1400, RECALL@10: 0.3000)
+"""
+
+
+def test_reads_test_lines_per_period(tmp_path):
+    path = tmp_path / "Training_logs.txt"
+    path.write_text(LOG)
+    run = read_training_log(str(path))
+    assert run == {1: {"mrr20": 0.1, "recall20": 0.3, "mrr10": 0.09, "recall10": 0.2},
+                   2: {"mrr20": 0.2, "recall20": 0.5, "mrr10": 0.19, "recall10": 0.4}}
+    assert "| Recall@20 | 40.00 |" in table({"orig": run})
+
+
+def test_cli_tables_runs_beside_reference(tmp_path):
+    rows = [{"cycle": c, "epochs_run": 1, "best_epoch": 1, "mrr20": 0.1 * c, "recall20": 0.2 * c,
+             "mrr10": 0.05 * c, "recall10": 0.1 * c, "test_examples": 10, "lambda": 0.0,
+             "exemplars_kept": 0, "train_seconds": 1, "selection_seconds": 0, "test_seconds": 0}
+             for c in (1, 2)]
+    write_metrics_csv(str(tmp_path / "sample-ADER" / "metrics.csv"), rows)
+    assert list(find_runs(str(tmp_path))) == ["sample-ADER"]
+    log = tmp_path / "orig" / "Training_logs.txt"
+    log.parent.mkdir()
+    log.write_text(LOG)
+    result = subprocess.run(
+        [sys.executable, "-m", "ader_tf.report", str(tmp_path), f"--reference_log={log}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True)
+    assert "| Recall@20 | 30.00 | 40.00 |" in result.stdout
+    assert os.path.isfile(tmp_path / "report.png")
