@@ -248,8 +248,7 @@ def main(argv: list[str]) -> None:
             for method in FLAGS.methods:
                 run_one(method, seed)
     name = FLAGS.section or f"{FLAGS.dataset}-{'-'.join(FLAGS.methods)}"
-    plot_name = f"results_{name}.png"
-    plot(os.path.join(os.path.dirname(FLAGS.results_md), plot_name))
+    plot_name = f"figures/{name}.png"
     shown = [a for a in sys.argv[1:] if a not in ("--norun", "--run=false")]
     invocation = "python benchmarks/reproduce.py " + " ".join(shlex.quote(a) for a in shown)
     cycles = f"first {FLAGS.cycles} cycles" if FLAGS.cycles else "all 16 cycles"
@@ -265,6 +264,9 @@ def main(argv: list[str]) -> None:
     if FLAGS.reference_log:
         parts += [side_by_side_table(), ""]
     else:
+        figures = os.path.join(os.path.dirname(os.path.abspath(FLAGS.results_md)), "figures")
+        os.makedirs(figures, exist_ok=True)
+        plot(os.path.join(figures, f"{name}.png"))
         parts += [main_table(), "", per_cycle_table(), "", f"![{name}]({plot_name})", ""]
     write_section(name, "\n".join(parts))
     print("\n".join(parts))
