@@ -39,7 +39,7 @@ from ader_tf.data.pipeline import (
     training_dataset,
 )
 from ader_tf.data.sources import resolve_period_dir
-from ader_tf.evaluation import Metrics, evaluate
+from ader_tf.evaluation import evaluate
 from ader_tf.io_utils import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -416,4 +416,4 @@ def run(config: Config) -> dict[str, Any]:
     return ContinualRunner(config).run()
 
 
-__all__ = ["run", "ContinualRunner", "TrainingDivergedError", "RunStateError", "Metrics"]
+__all__ = ["run", "ContinualRunner", "TrainingDivergedError", "RunStateError"]
