@@ -52,12 +52,11 @@ class TrainingDivergedError(RuntimeError):
 # === Model construction ===
 
 
-def build_model(config: Config, num_items: int, dropout_rate: float, seed: int) -> Any:
-    """A compiled SASRec recommender sized for ``num_items`` items."""
-    from ader_tf.models.recommender import SessionRecommender, make_optimizer
+def build_encoder(config: Config, num_items: int, dropout_rate: float, seed: int) -> Any:
+    """The SASRec backbone for ``num_items`` items."""
     from ader_tf.models.sasrec import SASRecEncoder
 
-    encoder = SASRecEncoder(
+    return SASRecEncoder(
         num_items=num_items,
         hidden_units=config.hidden_units,
         maxlen=config.maxlen,
@@ -67,7 +66,13 @@ def build_model(config: Config, num_items: int, dropout_rate: float, seed: int) 
         l2_emb=config.l2_emb,
         seed=seed,
     )
-    model = SessionRecommender(encoder)
+
+
+def build_model(config: Config, num_items: int, dropout_rate: float, seed: int) -> Any:
+    """A compiled SASRec recommender sized for ``num_items`` items, optimizer slots built."""
+    from ader_tf.models.recommender import SessionRecommender, make_optimizer
+
+    model = SessionRecommender(build_encoder(config, num_items, dropout_rate, seed))
     model.compile(optimizer=make_optimizer(config.lr))
     model.build_all(config.maxlen)
     return model
@@ -145,6 +150,7 @@ class ContinualRunner:
         self.runlog = RunLog(self.paths.file("Training_logs.txt"), config)
         self.strategy = distribution_strategy(config.distribution_strategy)
         self.model: Any = None
+        self.teacher: Any = None
         self.exemplars: Examples | None = None
         self.ewc_state: Any = None
         self.writer = tf.summary.create_file_writer(self.paths.tensorboard)
@@ -165,14 +171,28 @@ class ContinualRunner:
         )
 
     def _teacher(self, cycle: int, epoch: int, max_item: int) -> Any:
-        """The frozen model of a finished cycle (dropout off), read from its checkpoint."""
-        with self.strategy.scope():
-            teacher = build_model(self.config, self.num_items, 0.0, 0)
+        """The frozen model of a finished cycle (dropout off), read from its checkpoint.
+
+        One teacher object serves the whole run and only its weights change: a new object
+        per cycle would retrace the training step each cycle and keep the old graphs (and
+        their captured tables) alive, growing memory by tens of MB per cycle.
+        """
+        from ader_tf.models.recommender import SessionRecommender
+
+        if self.teacher is None:
+            with self.strategy.scope():
+                encoder = build_encoder(self.config, self.num_items, 0.0, 0)
+                self.teacher = SessionRecommender(encoder)
+            self.teacher.trainable = False
         prefix = self.keeper.prefix(cycle, epoch)
-        tf.train.Checkpoint(model=teacher).read(prefix).expect_partial()
-        teacher.set_max_item(max_item)
-        teacher.trainable = False
-        return teacher
+        status = tf.train.Checkpoint(model=self.teacher).read(prefix)
+        status.expect_partial()  # the optimizer in the checkpoint has no place in the teacher
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as e:
+            raise RunStateError(f"{prefix}: checkpoint does not fit the teacher ({e})") from e
+        self.teacher.set_max_item(max_item)
+        return self.teacher
 
     def _resume(self) -> int:
         """Restores the state after the last completed cycle; returns the next cycle."""
