@@ -61,6 +61,29 @@ def target_ranks(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.cast(logits > target_scores[:, None], tf.int32), axis=1)
 
 
+def apply_in_order(
+    fn: Callable[[dict[str, tf.Tensor], tf.Tensor], tf.Tensor],
+    examples: Examples,
+    batch_size: int,
+    desc: str,
+) -> np.ndarray:
+    """Applies ``fn(features, targets)`` to every example in one pass; rows in input order.
+
+    Batches are length-sorted (little padding); results are put back in ``examples`` order.
+    """
+    order = evaluation_order(examples)
+    total = batch_count(len(examples), batch_size)
+    batches = evaluation_dataset(examples, batch_size)
+    outputs = [
+        np.asarray(fn(features, targets))
+        for features, targets in tqdm(batches, total=total, desc=desc, leave=False, unit="b")
+    ]
+    stacked = np.concatenate(outputs) if outputs else np.zeros((0,))
+    result = np.empty_like(stacked)
+    result[order] = stacked
+    return result
+
+
 def evaluate_ranks(
     logits_fn: Callable[[tf.Tensor], tf.Tensor],
     examples: Examples,
@@ -75,17 +98,10 @@ def evaluate_ranks(
         batch_size: rows per forward pass (does not change any result).
         desc: progress bar label.
     """
-    ranks = np.zeros(len(examples), dtype=np.int64)
-    order = evaluation_order(examples)
-    pos = 0
-    total = batch_count(len(examples), batch_size)
-    for features, targets in tqdm(
-        evaluation_dataset(examples, batch_size), total=total, desc=desc, leave=False, unit="b"
-    ):
-        batch_ranks = target_ranks(logits_fn(features["item_ids"]), targets).numpy()
-        ranks[order[pos:pos + len(batch_ranks)]] = batch_ranks
-        pos += len(batch_ranks)
-    return ranks
+    return apply_in_order(
+        lambda features, targets: target_ranks(logits_fn(features["item_ids"]), targets),
+        examples, batch_size, desc,
+    ).astype(np.int64)
 
 
 def evaluate(

@@ -34,12 +34,10 @@ from ader_tf.data.cycles import ContinualData, CycleData
 from ader_tf.data.examples import Examples
 from ader_tf.data.pipeline import (
     batch_count,
-    evaluation_batches,
-    evaluation_order,
     training_dataset,
 )
 from ader_tf.data.sources import resolve_period_dir
-from ader_tf.evaluation import evaluate
+from ader_tf.evaluation import apply_in_order, evaluate
 from ader_tf.io_utils import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -93,20 +91,6 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
 def _logits_fn(model: Any):
     """Compiled logits with dropout off (one trace for any batch and width)."""
     return model.predict_logits
-
-
-def _forward_in_batches(fn, examples: Examples, batch_size: int, desc: str) -> np.ndarray:
-    """Applies ``fn(features, targets)`` to all examples in one pass; rows in input order."""
-    order = evaluation_order(examples)
-    outputs: list[np.ndarray] = []
-    total = batch_count(len(examples), batch_size)
-    batches = evaluation_batches(examples, batch_size)
-    for features, targets in tqdm(batches, total=total, desc=desc, leave=False, unit="b"):
-        outputs.append(np.asarray(fn(features, targets)))
-    stacked = np.concatenate(outputs) if outputs else np.zeros((0,))
-    result = np.empty_like(stacked)
-    result[order] = stacked
-    return result
 
 
 class _ProgressBar(keras.callbacks.Callback):
@@ -240,12 +224,12 @@ class ContinualRunner:
         reps = losses = None
         batch = max(self.config.test_batch, 512)
         if self.config.selection == "herding":
-            reps = _forward_in_batches(
+            reps = apply_in_order(
                 lambda f, t: self.model.represent(f["item_ids"]), candidates, batch,
                 "Representing candidates",
             )
         elif self.config.selection == "loss":
-            losses = _forward_in_batches(
+            losses = apply_in_order(
                 self.model.per_example_loss, candidates, batch, "Scoring candidates"
             )
         index = exemplar_io.select_exemplars(
