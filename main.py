@@ -65,6 +65,9 @@ flags.DEFINE_boolean("export_saved_models", _D.export_saved_models,
 flags.DEFINE_enum("distribution_strategy", _D.distribution_strategy, list(STRATEGIES),
                   "tf.distribute strategy.")
 flags.DEFINE_float("valid_portion", _D.valid_portion, "Share of prefixes for validation.")
+flags.DEFINE_boolean("tied_dropout", _D.tied_dropout,
+                     "Share dropout masks between layers as the original's shared op seed does "
+                     "(embedding and FFN outputs; attention weights); false: independent masks.")
 flags.DEFINE_boolean("progress", _D.progress, "Show progress bars.")
 
 

@@ -64,6 +64,9 @@ class Config:
     export_saved_models: bool = True
     distribution_strategy: str = "none"
     valid_portion: float = 0.1
+    # The original's dropouts share one op seed, so their masks coincide at every step
+    # (see SASRecEncoder); False draws independent masks.
+    tied_dropout: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:

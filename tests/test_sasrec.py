@@ -11,6 +11,8 @@ import tensorflow as tf
 from test_sasrec_reference import sasrec_fixture
 
 from ader_tf.convert import load_original_checkpoint
+from ader_tf.models import layers as ader_layers
+from ader_tf.models import sasrec as sasrec_module
 from ader_tf.models.recommender import SessionRecommender, make_optimizer
 from ader_tf.models.sasrec import SASRecEncoder, trim_left_padding
 
@@ -268,3 +270,53 @@ def test_reseed_dropout_fixes_the_masks():
     other = model.represent(ids, training=True).numpy()
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
+
+
+# === Tied dropout (the reference's shared op seed) ===
+
+
+def test_dropout_from_uniform_keeps_where_noise_reaches_the_rate() -> None:
+    x = tf.constant([[1.0, 2.0, 3.0, 4.0]])
+    noise = tf.constant([[0.1, 0.5, 0.25, 0.9]])
+    out = ader_layers.dropout_from_uniform(x, noise, 0.25).numpy()
+    np.testing.assert_allclose(out, [[0.0, 2.0 / 0.75, 3.0 / 0.75, 4.0 / 0.75]])
+    np.testing.assert_array_equal(ader_layers.dropout_from_uniform(x, noise, 0.0), x)
+
+
+def _recorded_noise(monkeypatch, tied: bool, lengths: list[int]) -> list[np.ndarray]:
+    """The noise tensors each tied dropout received during one training-mode forward pass."""
+    seen: list[np.ndarray] = []
+    original = ader_layers.dropout_from_uniform
+
+    def record(x, uniform, rate):
+        seen.append(np.asarray(uniform))
+        return original(x, uniform, rate)
+
+    monkeypatch.setattr(ader_layers, "dropout_from_uniform", record)
+    monkeypatch.setattr(sasrec_module, "dropout_from_uniform", record)
+    model = tiny_model(dropout_rate=0.3, num_heads=2, length_groups=1, tied_dropout=tied)
+    model.represent(left_padded(np.random.default_rng(0), lengths, 6, 30), training=True)
+    return seen
+
+
+def test_tied_dropout_shares_masks_like_the_reference(monkeypatch) -> None:
+    """Embedding and FFN-output dropouts get one noise; attention-weight dropouts another."""
+    seen = _recorded_noise(monkeypatch, tied=True, lengths=[2, 4, 5])
+    # Order: embedding, block 0 (attention weights, FFN output), block 1 (same, last query).
+    embedding, weights_0, output_0, weights_1, output_1 = seen
+    assert embedding.shape == (3, 5, 8) and weights_0.shape == (3, 2, 5, 5)
+    np.testing.assert_array_equal(output_0, embedding)
+    np.testing.assert_array_equal(output_1, embedding[:, -1:])
+    np.testing.assert_array_equal(weights_1, weights_0[:, :, -1:])
+
+
+def test_untied_dropout_draws_each_mask_itself(monkeypatch) -> None:
+    assert _recorded_noise(monkeypatch, tied=False, lengths=[2, 4, 5]) == []
+
+
+def test_tied_dropout_changes_nothing_without_training() -> None:
+    ids = left_padded(np.random.default_rng(3), [1, 3, 6], 6, 30)
+    tied = tiny_model(dropout_rate=0.3, tied_dropout=True)
+    untied = tiny_model(dropout_rate=0.3, tied_dropout=False)
+    untied.set_weights(tied.get_weights())
+    np.testing.assert_allclose(tied.predict_logits(ids), untied.predict_logits(ids), atol=1e-6)

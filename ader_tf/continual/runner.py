@@ -63,6 +63,7 @@ def build_encoder(config: Config, num_items: int, dropout_rate: float, seed: int
         dropout_rate=dropout_rate,
         l2_emb=config.l2_emb,
         seed=seed,
+        tied_dropout=config.tied_dropout,
     )
 
 

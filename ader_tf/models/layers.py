@@ -25,6 +25,17 @@ def seeded(seed: int | None, offset: int) -> int | None:
     return None if seed is None else seed + offset
 
 
+def dropout_from_uniform(x: tf.Tensor, uniform: tf.Tensor, rate: float) -> tf.Tensor:
+    """Inverted dropout whose mask comes from given uniform noise (kept where noise >= rate).
+
+    Several layers given the same noise drop the same units: that is how the reference's
+    dropouts behave, since they share one op seed (see `SASRecEncoder`'s `tied_dropout`).
+    """
+    if rate <= 0.0:
+        return x
+    return tf.where(uniform >= rate, x / (1.0 - rate), tf.zeros_like(x))
+
+
 @keras.saving.register_keras_serializable(package="ader_tf")
 class TF1LayerNorm(keras.layers.Layer):
     """Layer normalisation over the last axis exactly as the reference's `normalize`.
@@ -72,6 +83,8 @@ class CausalSelfAttention(keras.layers.Layer):
         queries: [B, Lq, d] normalised sequence, the last Lq positions of the keys' (Lq <= L).
         keys: [B, L, d] un-normalised sequence (also the values).
         training: Whether dropout is active.
+        weights_noise: Optional uniform noise [B, h, Lq, L] that decides the weights' dropout
+            mask instead of this layer's own generator (tied dropout).
 
     Returns:
         [B, Lq, d] attention output plus the queries (the reference's residual).
@@ -121,7 +134,13 @@ class CausalSelfAttention(keras.layers.Layer):
         x = tf.reshape(x, [batch, length, self.num_heads, self.hidden_units // self.num_heads])
         return tf.transpose(x, [0, 2, 1, 3])  # [B, h, L, d/h]
 
-    def call(self, queries: tf.Tensor, keys: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+    def call(
+        self,
+        queries: tf.Tensor,
+        keys: tf.Tensor,
+        training: bool | None = None,
+        weights_noise: tf.Tensor | None = None,
+    ) -> tf.Tensor:
         q = self._split_heads(self.query_dense(queries))
         k = self._split_heads(self.key_dense(keys))
         v = self._split_heads(self.value_dense(keys))
@@ -141,7 +160,10 @@ class CausalSelfAttention(keras.layers.Layer):
         # Rows of padded queries are zeroed (detected on the normalised queries).
         query_mask = tf.cast(tf.not_equal(tf.reduce_sum(queries, axis=-1), 0.0), weights.dtype)
         weights = weights * query_mask[:, None, :, None]
-        weights = self.weights_dropout(weights, training=training)
+        if training and weights_noise is not None:
+            weights = dropout_from_uniform(weights, weights_noise, self.dropout_rate)
+        else:
+            weights = self.weights_dropout(weights, training=training)
 
         outputs = tf.matmul(weights, v)  # [B, h, L, d/h]
         outputs = tf.transpose(outputs, [0, 2, 1, 3])
@@ -181,6 +203,9 @@ class SASRecBlock(keras.layers.Layer):
         training: Whether dropout is active.
         last_only: Compute the output of the last position only ([B, 1, d]); exact, since
             every operation after the attention is per position.
+        shared_noise: Optional pair of uniform noise tensors ([B, L, d], [B, h, L, L]) that
+            decide the FFN output dropout and the attention-weight dropout masks (tied
+            dropout); the FFN inner dropout always draws its own, as in the reference.
     """
 
     def __init__(
@@ -235,14 +260,24 @@ class SASRecBlock(keras.layers.Layer):
         mask: tf.Tensor,
         training: bool | None = None,
         last_only: bool = False,
+        shared_noise: tuple[tf.Tensor, tf.Tensor] | None = None,
     ) -> tf.Tensor:
+        output_noise = weights_noise = None
+        if training and shared_noise is not None:
+            output_noise, weights_noise = shared_noise
         queries = self.attention_norm(x)
         if last_only:
             queries, mask = queries[:, -1:], mask[:, -1:]
-        x = self.attention(queries, x, training=training)
+            if output_noise is not None:
+                output_noise, weights_noise = output_noise[:, -1:], weights_noise[:, :, -1:]
+        x = self.attention(queries, x, training=training, weights_noise=weights_noise)
         f = self.ffn_norm(x)
         h = self.ffn_inner_dropout(self.ffn_inner(f), training=training)
-        h = self.ffn_outer_dropout(self.ffn_outer(h), training=training)
+        h = self.ffn_outer(h)
+        if output_noise is not None:
+            h = dropout_from_uniform(h, output_noise, self.dropout_rate)
+        else:
+            h = self.ffn_outer_dropout(h, training=training)
         return (h + f) * mask
 
     def get_config(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ader_tf.models.layers import SASRecBlock, TF1LayerNorm, seeded
+from ader_tf.models.layers import SASRecBlock, TF1LayerNorm, dropout_from_uniform, seeded
 
 
 def trim_left_padding(item_ids: tf.Tensor) -> tf.Tensor:
@@ -64,6 +64,7 @@ class SASRecEncoder(keras.layers.Layer):
         seed: int | None = None,
         trim_padding: bool = True,
         length_groups: int = 4,
+        tied_dropout: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -97,8 +98,11 @@ class SASRecEncoder(keras.layers.Layer):
         self.seed = seed
         self.trim_padding = bool(trim_padding)
         self.length_groups = int(length_groups)
+        self.tied_dropout = bool(tied_dropout)
 
         # === Layers ===
+        # The noise of the tied dropout masks (found by `SessionRecommender.reseed_dropout`).
+        self.seed_generator = keras.random.SeedGenerator(seeded(seed, 3), name="tied_dropout")
         self.embedding_dropout = keras.layers.Dropout(
             dropout_rate, seed=seeded(seed, 2), name="embedding_dropout"
         )
@@ -167,15 +171,29 @@ class SASRecEncoder(keras.layers.Layer):
         # so their value and their gradient are zero, as with the reference's zero row.
         x = tf.gather(self.item_embeddings, item_ids) * (self.hidden_units**0.5)
         x = x + self.position_embeddings[self.maxlen - width :][None]
-        x = self.embedding_dropout(x, training=training)
+        noise = self._tied_noise(x) if training else None
+        if noise is not None:
+            x = dropout_from_uniform(x, noise[0], self.dropout_rate)
+        else:
+            x = self.embedding_dropout(x, training=training)
         x = x * mask
 
         for block in self.blocks[:-1]:
-            x = block(x, mask, training=training)
+            x = block(x, mask, training=training, shared_noise=noise)
         if self.blocks:
             # Only the last position is read out, so the last block computes that query alone.
-            x = self.blocks[-1](x, mask, training=training, last_only=True)
+            x = self.blocks[-1](x, mask, training=training, last_only=True, shared_noise=noise)
         return self.final_norm(x[:, -1, :])
+
+    def _tied_noise(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor] | None:
+        """Uniform noise ([B, L, d], [B, h, L, L]) shared by the tied dropouts, or None."""
+        if not self.tied_dropout or self.dropout_rate <= 0.0:
+            return None
+        batch, width = tf.shape(x)[0], tf.shape(x)[1]
+        outputs = keras.random.uniform(tf.shape(x), seed=self.seed_generator, dtype=x.dtype)
+        weights_shape = tf.stack([batch, self.num_heads, width, width])
+        weights = keras.random.uniform(weights_shape, seed=self.seed_generator, dtype=x.dtype)
+        return outputs, weights
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -191,6 +209,7 @@ class SASRecEncoder(keras.layers.Layer):
                 "seed": self.seed,
                 "trim_padding": self.trim_padding,
                 "length_groups": self.length_groups,
+                "tied_dropout": self.tied_dropout,
             }
         )
         return config
