@@ -15,7 +15,15 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ader_tf.config import DATASETS, SELECTIONS, STRATEGIES, Config  # noqa: E402
+from ader_tf.config import (  # noqa: E402
+    DATASETS,
+    GRU4REC_LOSSES,
+    GRU4REC_TRAINING,
+    MODELS,
+    SELECTIONS,
+    STRATEGIES,
+    Config,
+)
 
 _D = Config()
 FLAGS = flags.FLAGS
@@ -69,6 +77,29 @@ flags.DEFINE_boolean("tied_dropout", _D.tied_dropout,
                      "Share dropout masks between layers as the original's shared op seed does "
                      "(embedding and FFN outputs; attention weights); false: independent masks.")
 flags.DEFINE_boolean("progress", _D.progress, "Show progress bars.")
+# Backbones
+flags.DEFINE_enum("model", _D.model, list(MODELS),
+                  "Backbone: sasrec (the paper's), gru4rec, stamp, stmp, or the untrained "
+                  "session-kNN sknn / vsknn.")
+flags.DEFINE_integer("gru4rec_layers", _D.gru4rec_layers, "GRU4Rec: stacked GRU layers.")
+flags.DEFINE_enum("gru4rec_training", _D.gru4rec_training, list(GRU4REC_TRAINING),
+                  "GRU4Rec: 'prefix' (the protocol's prefix examples and full softmax, works "
+                  "with every method) or 'session_parallel' (GRU4Rec's own mini-batches and "
+                  "sampled loss; with --finetune, --dropout or --joint).")
+flags.DEFINE_enum("gru4rec_loss", _D.gru4rec_loss, list(GRU4REC_LOSSES),
+                  "GRU4Rec session-parallel loss.")
+flags.DEFINE_integer("gru4rec_n_sample", _D.gru4rec_n_sample,
+                     "GRU4Rec session-parallel: extra negatives per step.")
+flags.DEFINE_float("gru4rec_sample_alpha", _D.gru4rec_sample_alpha,
+                   "GRU4Rec session-parallel: negatives drawn with popularity^alpha.")
+flags.DEFINE_boolean("stamp_sigmoid", _D.stamp_sigmoid,
+                     "STAMP/STMP: sigmoid on the scores before the softmax, as the paper "
+                     "writes (the authors' code has none; default off).")
+flags.DEFINE_integer("knn_k", _D.knn_k, "SKNN/V-SKNN: neighbours.")
+flags.DEFINE_integer("knn_sample_size", _D.knn_sample_size,
+                     "SKNN/V-SKNN: candidate neighbours, the most recent ones sharing an item.")
+flags.DEFINE_integer("knn_window", _D.knn_window,
+                     "SKNN/V-SKNN with --finetune: how many recent periods it remembers.")
 
 
 def config_from_flags() -> Config:

@@ -19,6 +19,7 @@ setup(
         "tensorflow>=2.16",
         "tensorboard",
         "numpy",
+        "scipy",
         "pandas",
         "absl-py",
         "tqdm",

@@ -14,12 +14,23 @@ from typing import Any
 DATASETS = ("DIGINETICA", "YOOCHOOSE", "sample")
 SELECTIONS = ("herding", "loss", "random")
 STRATEGIES = ("none", "mirrored", "multi_worker")
+NEURAL_MODELS = ("sasrec", "gru4rec", "stamp", "stmp")
+KNN_MODELS = ("sknn", "vsknn")
+MODELS = NEURAL_MODELS + KNN_MODELS
+GRU4REC_TRAINING = ("prefix", "session_parallel")
+GRU4REC_LOSSES = ("bpr", "top1", "bpr_max", "top1_max", "cross_entropy")
 
 # Fields that do not change any number a run produces (where it writes, how far it goes,
 # how it reports); they are left out of the fingerprint that guards resumed runs.
 _NOT_FINGERPRINTED = frozenset(
     {"data_dir", "results_dir", "cycles", "export_k", "export_saved_models", "progress",
      "distribution_strategy", "test_batch"}
+)
+# Fields added after runs were published: left out of the fingerprint while at their default,
+# so a run started before they existed still resumes.
+_FINGERPRINTED_IF_CHANGED = frozenset(
+    {"model", "gru4rec_layers", "gru4rec_training", "gru4rec_loss", "gru4rec_n_sample",
+     "gru4rec_sample_alpha", "stamp_sigmoid", "knn_k", "knn_sample_size", "knn_window"}
 )
 
 
@@ -68,6 +79,17 @@ class Config:
     # (see SASRecEncoder); False draws independent masks.
     tied_dropout: bool = True
     progress: bool = True
+    # Backbones (issue #6): which model, and the settings only some models read
+    model: str = "sasrec"
+    gru4rec_layers: int = 1
+    gru4rec_training: str = "prefix"
+    gru4rec_loss: str = "bpr_max"
+    gru4rec_n_sample: int = 2048
+    gru4rec_sample_alpha: float = 0.75
+    stamp_sigmoid: bool = False
+    knn_k: int = 100
+    knn_sample_size: int = 500
+    knn_window: int = 1
 
     def __post_init__(self) -> None:
         validate(self)
@@ -90,7 +112,12 @@ class Config:
 
     def fingerprint(self) -> str:
         """Short hash of every field that changes results, to refuse resuming another run."""
-        relevant = {k: v for k, v in self.to_dict().items() if k not in _NOT_FINGERPRINTED}
+        defaults = Config.__dataclass_fields__
+        relevant = {
+            k: v for k, v in self.to_dict().items()
+            if k not in _NOT_FINGERPRINTED
+            and not (k in _FINGERPRINTED_IF_CHANGED and v == defaults[k].default)
+        }
         blob = json.dumps(relevant, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -144,3 +171,67 @@ def validate(config: Config) -> None:
         raise ValueError("--lr must be positive and --lambda_, --l2_emb non-negative")
     if config.cycles < 0:
         raise ValueError(f"--cycles must be >= 0 (0 = all), got {config.cycles}")
+    validate_model(config)
+
+
+def _changed(config: Config, names: tuple[str, ...]) -> list[str]:
+    """The names among ``names`` whose value differs from the default."""
+    fields = Config.__dataclass_fields__
+    return [n for n in names if getattr(config, n) != fields[n].default]
+
+
+def validate_model(config: Config) -> None:
+    """Rejects backbone settings that do not apply to ``--model`` (issue #6).
+
+    Raises:
+        ValueError: naming the flag, the model and what to use instead.
+    """
+    if config.model not in MODELS:
+        raise ValueError(f"--model must be one of {MODELS}, got {config.model!r}")
+    gru4rec = ("gru4rec_layers", "gru4rec_training", "gru4rec_loss", "gru4rec_n_sample",
+               "gru4rec_sample_alpha")
+    for names, models in ((gru4rec, ("gru4rec",)), (("stamp_sigmoid",), ("stamp", "stmp")),
+                          (("knn_k", "knn_sample_size", "knn_window"), KNN_MODELS)):
+        changed = _changed(config, names)
+        if changed and config.model not in models:
+            raise ValueError(
+                f"--{' --'.join(changed)} only applies to --model={'/'.join(models)}, "
+                f"not --model={config.model}"
+            )
+    if config.gru4rec_training not in GRU4REC_TRAINING:
+        raise ValueError(
+            f"--gru4rec_training must be one of {GRU4REC_TRAINING}, got {config.gru4rec_training!r}"
+        )
+    if config.gru4rec_loss not in GRU4REC_LOSSES:
+        raise ValueError(
+            f"--gru4rec_loss must be one of {GRU4REC_LOSSES}, got {config.gru4rec_loss!r}"
+        )
+    for name in ("gru4rec_layers", "knn_k", "knn_sample_size", "knn_window"):
+        if getattr(config, name) <= 0:
+            raise ValueError(f"--{name} must be positive, got {getattr(config, name)}")
+    if config.gru4rec_n_sample < 0 or config.gru4rec_sample_alpha < 0:
+        raise ValueError(
+            "--gru4rec_n_sample and --gru4rec_sample_alpha must be >= 0, got "
+            f"{config.gru4rec_n_sample} and {config.gru4rec_sample_alpha}"
+        )
+    if config.gru4rec_training == "session_parallel":
+        if config.method not in ("finetune", "dropout", "joint"):
+            raise ValueError(
+                "--gru4rec_training=session_parallel trains on sampled scores of whole "
+                "sessions, so it cannot replay exemplars or add a penalty: use it with "
+                f"--finetune, --dropout or --joint (got the {config.method!r} method)"
+            )
+        if config.distribution_strategy != "none":
+            raise ValueError("--gru4rec_training=session_parallel runs on one device only")
+    if config.model in KNN_MODELS:
+        knn_method = config.method in ("finetune", "joint") or (
+            config.method == "er" and config.selection == "random" and not config.fix_lambda
+        )
+        if not knn_method:
+            raise ValueError(
+                f"--model={config.model} is not trained, so the {config.method!r} method does "
+                "not apply (no distillation, dropout, EWC penalty or model-based selection). "
+                "Choose its memory instead: --finetune (the last --knn_window periods), "
+                "--joint (all past periods) or --disable_distillation --selection=random "
+                "(the exemplars' sessions plus the last period)"
+            )

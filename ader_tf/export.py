@@ -44,7 +44,10 @@ def export_saved_model(model: SessionRecommender, export_dir: str, k: int = 20) 
         representation = encoder(item_ids, training=False)
         # The item universe is frozen at export time, so the output width is static.
         rows = encoder.item_embeddings[1 : num_items + 1]
-        return tf.matmul(representation, rows, transpose_b=True)
+        logits = tf.matmul(representation, rows, transpose_b=True)
+        # Same scores as the model's own (e.g. STAMP's optional sigmoid).
+        transform = getattr(encoder, "transform_scores", None)
+        return logits if transform is None else transform(logits)
 
     signature = [tf.TensorSpec([None, None], tf.int32, name="item_ids")]
 

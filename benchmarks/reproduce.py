@@ -55,6 +55,8 @@ DATASET_FLAGS = {"YOOCHOOSE": ["--lambda_=1.0", "--batch_size=512"], "DIGINETICA
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "DIGINETICA", "DIGINETICA, YOOCHOOSE or sample.")
 flags.DEFINE_list("methods", ["ader"], f"Methods among {sorted(METHOD_FLAGS)}.")
+flags.DEFINE_list("models", ["sasrec"], "Backbones (main.py --model); several give a "
+                  "backbone x method table.")
 flags.DEFINE_integer("cycles", 0, "First N cycles only (0 = all 16).")
 flags.DEFINE_integer("num_epochs", 100, "Maximum epochs per cycle.")
 flags.DEFINE_list("seeds", ["0"], "Random seeds; several give mean and spread.")
@@ -67,37 +69,52 @@ flags.DEFINE_list("extra_flags", [], "More flags for main.py (e.g. --hidden_unit
 flags.DEFINE_boolean("run", True, "Run missing cycles (false: only rebuild the tables).")
 
 
-def run_name(method: str, seed: str) -> str:
+# The session-kNN models are not trained: a method maps to the memory they keep
+# (main.py rejects the others). Their epochs flag is irrelevant.
+KNN_METHOD_FLAGS = {"finetune": ["--finetune"], "joint": ["--joint"],
+                    "er_random": ["--disable_distillation", "--selection=random"]}
+KNN_MODELS = ("sknn", "vsknn")
+
+
+def applies(model: str, method: str) -> bool:
+    """Whether main.py accepts this backbone with this method."""
+    return model not in KNN_MODELS or method in KNN_METHOD_FLAGS
+
+
+def run_name(method: str, seed: str, model: str = "sasrec") -> str:
     suffix = f"-e{FLAGS.num_epochs}" if FLAGS.num_epochs != 100 else ""
-    return f"{method}{suffix}-seed{seed}"
+    prefix = "" if model == "sasrec" else f"{model}-"  # SASRec keeps the published names
+    return f"{prefix}{method}{suffix}-seed{seed}"
 
 
-def run_dir(method: str, seed: str) -> str:
-    return os.path.join(FLAGS.results_dir, f"{FLAGS.dataset}-{run_name(method, seed)}")
+def run_dir(method: str, seed: str, model: str = "sasrec") -> str:
+    return os.path.join(FLAGS.results_dir, f"{FLAGS.dataset}-{run_name(method, seed, model)}")
 
 
-def command(method: str, seed: str) -> list[str]:
+def command(method: str, seed: str, model: str = "sasrec") -> list[str]:
+    method_flags = (KNN_METHOD_FLAGS if model in KNN_MODELS else METHOD_FLAGS)[method]
+    model_flags = [] if model == "sasrec" else [f"--model={model}"]
     return [sys.executable, os.path.join(REPO, "main.py"), f"--dataset={FLAGS.dataset}",
-            f"--save_dir={run_name(method, seed)}", f"--data_dir={FLAGS.data_dir}",
+            f"--save_dir={run_name(method, seed, model)}", f"--data_dir={FLAGS.data_dir}",
             f"--results_dir={FLAGS.results_dir}", f"--cycles={FLAGS.cycles}",
             f"--num_epochs={FLAGS.num_epochs}", f"--random_seed={seed}", "--noprogress",
-            *DATASET_FLAGS[FLAGS.dataset], *METHOD_FLAGS[method], *FLAGS.extra_flags]
+            *model_flags, *DATASET_FLAGS[FLAGS.dataset], *method_flags, *FLAGS.extra_flags]
 
 
-def finished(method: str, seed: str) -> bool:
+def finished(method: str, seed: str, model: str = "sasrec") -> bool:
     """Whether the run's summary covers every cycle asked for."""
-    path = os.path.join(run_dir(method, seed), "summary.json")
+    path = os.path.join(run_dir(method, seed, model), "summary.json")
     if not os.path.isfile(path) or not FLAGS.cycles:
         return False
     with open(path) as f:
         return json.load(f).get("cycles_completed", 0) >= FLAGS.cycles
 
 
-def run_one(method: str, seed: str) -> None:
+def run_one(method: str, seed: str, model: str = "sasrec") -> None:
     """Runs (or resumes) one method; records wall time and peak RSS of this process."""
-    folder = run_dir(method, seed)
-    cmd = command(method, seed)
-    if finished(method, seed):
+    folder = run_dir(method, seed, model)
+    cmd = command(method, seed, model)
+    if finished(method, seed, model):
         print(f"already complete: {folder}", flush=True)
         return
     print("$", shlex.join(cmd), flush=True)
@@ -131,12 +148,52 @@ def now() -> str:
 def machine() -> str:
     cores = os.cpu_count()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.machine()} Linux, {cores} CPU cores, {mem:.0f} GiB RAM, no GPU"
+    return f"{platform.machine()} Linux, {cores} CPU cores, {mem:.0f} GiB RAM, {gpu_name()}"
 
 
-def completed(method: str, seed: str) -> dict[int, dict[str, float]]:
-    path = os.path.join(run_dir(method, seed), "metrics.csv")
-    return read_metrics_csv(path) if os.path.isfile(path) else {}
+def gpu_name() -> str:
+    """The GPU(s) nvidia-smi reports, or "no GPU"."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "no GPU"
+    names = [line.strip() for line in out.splitlines() if line.strip()]
+    return ", ".join(names) if names else "no GPU"
+
+
+def completed(method: str, seed: str, model: str = "sasrec") -> dict[int, dict[str, float]]:
+    """Per-cycle metrics of a run, limited to the first --cycles cycles when that is set."""
+    path = os.path.join(run_dir(method, seed, model), "metrics.csv")
+    rows = read_metrics_csv(path) if os.path.isfile(path) else {}
+    return {c: r for c, r in rows.items() if not FLAGS.cycles or c <= FLAGS.cycles}
+
+
+def backbone_table() -> str:
+    """Backbones as rows, methods as columns: mean Recall@20 / MRR@20 over the cycles run."""
+    seed = FLAGS.seeds[0]
+    lines = ["| backbone | " + " | ".join(FLAGS.methods) + " | wall time (all methods) |",
+             "|---" * (len(FLAGS.methods) + 2) + "|"]
+    for model in FLAGS.models:
+        cells, wall = [], 0.0
+        for method in FLAGS.methods:
+            run = completed(method, seed, model) if applies(model, method) else None
+            if run is None:
+                cells.append("n/a")
+                continue
+            if not run:
+                cells.append("not run")
+                continue
+            r20 = 100 * float(np.mean([run[c]["recall20"] for c in run]))
+            mrr = 100 * float(np.mean([run[c]["mrr20"] for c in run]))
+            cells.append(f"{r20:.2f} / {mrr:.2f} ({min(run)}-{max(run)})")
+            wall += sum(t["wall_seconds"] for t in _read_timings(run_dir(method, seed, model)))
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {wall / 60:.1f} min |")
+    lines += ["", "Cells: mean Recall@20 / MRR@20 (percent) over the cycles in brackets. "
+              "n/a: the method does not apply to the backbone (session-kNN is not trained: "
+              "finetune = remembers the last period, joint = all past periods, er_random = the "
+              "exemplars' sessions plus the last period)."]
+    return "\n".join(lines)
 
 
 def main_table() -> str:
@@ -245,8 +302,10 @@ def main(argv: list[str]) -> None:
         )
     if FLAGS.run:
         for seed in FLAGS.seeds:
-            for method in FLAGS.methods:
-                run_one(method, seed)
+            for model in FLAGS.models:
+                for method in FLAGS.methods:
+                    if applies(model, method):
+                        run_one(method, seed, model)
     name = FLAGS.section or f"{FLAGS.dataset}-{'-'.join(FLAGS.methods)}"
     plot_name = f"figures/{name}.png"
     shown = [a for a in sys.argv[1:] if a not in ("--norun", "--run=false")]
@@ -263,6 +322,11 @@ def main(argv: list[str]) -> None:
     ]
     if FLAGS.reference_log:
         parts += [side_by_side_table(), ""]
+    elif FLAGS.models != ["sasrec"]:
+        parts[0] = (f"### {FLAGS.dataset}: backbones {', '.join(FLAGS.models)} x methods "
+                    f"{', '.join(FLAGS.methods)} ({cycles}, up to {FLAGS.num_epochs} epochs, "
+                    f"seed {FLAGS.seeds[0]})")
+        parts += [backbone_table(), ""]
     else:
         figures = os.path.join(os.path.dirname(os.path.abspath(FLAGS.results_md)), "figures")
         os.makedirs(figures, exist_ok=True)

@@ -31,6 +31,18 @@ def test_defaults_are_the_originals():
         ({"ewc": True, "disable_distillation": True}, "has no effect"),
         ({"hidden_units": 10, "num_heads": 3}, "divisible"),
         ({"dropout_rate": 1.0}, "dropout_rate"),
+        ({"model": "bert4rec"}, "--model must be one of"),
+        ({"model": "sknn"}, "'ader' method does not apply"),
+        ({"model": "vsknn", "ewc": True}, "'ewc' method does not apply"),
+        ({"model": "sknn", "disable_distillation": True}, "'er' method does not apply"),
+        ({"model": "sknn", "dropout": True}, "'dropout' method does not apply"),
+        ({"model": "stamp", "gru4rec_layers": 2}, "only applies to --model=gru4rec"),
+        ({"model": "gru4rec", "knn_k": 50, "finetune": True}, "only applies to --model=sknn"),
+        ({"stamp_sigmoid": True}, "only applies to --model=stamp/stmp"),
+        ({"model": "gru4rec", "gru4rec_training": "session_parallel"}, "cannot replay"),
+        ({"model": "gru4rec", "gru4rec_training": "bptt"}, "--gru4rec_training must be"),
+        ({"model": "gru4rec", "gru4rec_loss": "hinge"}, "--gru4rec_loss must be"),
+        ({"model": "sknn", "joint": True, "knn_k": 0}, "--knn_k must be positive"),
     ],
 )
 def test_invalid_combinations_are_rejected(kwargs, message):
@@ -42,6 +54,19 @@ def test_methods_from_flags():
     assert Config(disable_distillation=True).method == "er"
     assert Config(joint=True).method == "joint"
     assert Config(ewc=True, selection="random").method == "ewc"
+
+
+def test_backbone_methods_that_apply_are_accepted():
+    assert Config(model="sknn", finetune=True, knn_window=2).method == "finetune"
+    assert Config(model="vsknn", disable_distillation=True, selection="random").method == "er"
+    assert Config(model="gru4rec", gru4rec_training="session_parallel", joint=True).joint
+    assert Config(model="stmp", ewc=True, stamp_sigmoid=True).method == "ewc"
+
+
+def test_fingerprint_of_a_default_backbone_is_unchanged():
+    """Runs started before --model existed keep resuming: default backbone fields are omitted."""
+    assert Config().fingerprint() == Config(model="sasrec", knn_k=100).fingerprint()
+    assert Config().fingerprint() != Config(model="gru4rec").fingerprint()
 
 
 def test_fingerprint_ignores_where_results_go():

@@ -142,3 +142,73 @@ def test_resume_after_kill_gives_the_same_metrics(data_dir, tmp_path):
     log_text = (killed / "sample-ADER" / "Training_logs.txt").read_text()
     assert log_text.count("Period 2:") == 1 and "Resumed at cycle 2." in log_text
     assert np.isclose(float(res_rows[0]["recall20"]), float(ref_rows[0]["recall20"]))
+
+
+# === Other backbones (issue #6) ===
+
+
+@pytest.mark.parametrize(
+    "flags, encoder, mode",
+    [
+        ({"model": "gru4rec"}, "GRU4RecEncoder", "distill"),
+        ({"model": "stamp", "disable_distillation": True}, "STAMPEncoder", "replay"),
+        ({"model": "stmp", "ewc": True}, "STAMPEncoder", "ewc"),
+        ({"model": "gru4rec", "gru4rec_training": "session_parallel", "finetune": True,
+          "gru4rec_n_sample": 16, "batch_size": 8}, "GRU4RecEncoder", "plain"),
+    ],
+)
+def test_other_backbones_end_to_end(data_dir, tmp_path, flags, encoder, mode):
+    runner = ContinualRunner(_config(data_dir, tmp_path, **flags))
+    summary = runner.run()
+    assert summary["cycles_completed"] == 2
+    assert type(runner.model.encoder).__name__ == encoder
+    assert runner.model.mode == mode
+    rows = _rows(os.path.join(runner.paths.root, "metrics.csv"))
+    assert all(0.0 < float(r["recall20"]) <= 1.0 for r in rows)
+    assert all(int(r["best_epoch"]) >= 1 for r in rows)
+
+
+def test_session_parallel_validates_on_held_out_sessions(data_dir, tmp_path):
+    runner = ContinualRunner(_config(data_dir, tmp_path, model="gru4rec", finetune=True,
+                                     gru4rec_training="session_parallel"))
+    sessions, valid = runner.data.session_split(1)
+    period = runner.data.sessions(0)
+    assert 0 < len(sessions) < len(period)
+    # Every validation example is a prefix of a session that training never sees.
+    trained = {tuple(s) for s in sessions.as_lists()}
+    held_out = [s for s in period.as_lists() if tuple(s) not in trained and len(s) > 1]
+    assert len(valid) == sum(len(s) - 1 for s in held_out)
+
+
+@pytest.mark.parametrize(
+    "flags, memory_periods, with_exemplars",
+    [
+        ({"model": "sknn", "finetune": True}, [1], False),
+        ({"model": "sknn", "finetune": True, "knn_window": 2}, [0, 1], False),
+        ({"model": "vsknn", "joint": True}, [0, 1], False),
+        ({"model": "sknn", "disable_distillation": True, "selection": "random"}, [1], True),
+    ],
+)
+def test_session_knn_memories(data_dir, tmp_path, flags, memory_periods, with_exemplars):
+    runner = ContinualRunner(_config(data_dir, tmp_path, **flags))
+    summary = runner.run()
+    assert summary["cycles_completed"] == 2 and runner.model is None
+    rows = _rows(os.path.join(runner.paths.root, "metrics.csv"))
+    assert all(0.0 < float(r["recall20"]) <= 1.0 for r in rows)
+    assert all(int(r["epochs_run"]) == 0 for r in rows)
+    expected = sum(len(runner.data.sessions(p)) for p in memory_periods)
+    if with_exemplars:  # cycle 2 remembers the exemplars kept after cycle 1, then period 1
+        runner.exemplars = runner._load_exemplars(1, int(runner.state.cycles[0]["max_item"]))
+        expected += len(runner.exemplars)
+    assert len(runner._knn_memory(2)) == expected
+    assert os.path.isfile(os.path.join(runner.paths.root, "exemplars", "cycle_1.npz")) == (
+        with_exemplars)
+
+
+def test_session_knn_resumes_to_the_same_metrics(data_dir, tmp_path):
+    flags = {"model": "vsknn", "disable_distillation": True, "selection": "random"}
+    straight = run(_config(data_dir, tmp_path / "a", **flags))
+    run(_config(data_dir, tmp_path / "b", cycles=1, **flags))
+    resumed = run(_config(data_dir, tmp_path / "b", **flags))
+    assert resumed["cycles_completed"] == 2
+    assert resumed["mean"] == straight["mean"]

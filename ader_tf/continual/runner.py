@@ -8,6 +8,7 @@ the same seed, writes the same metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -19,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from ader_tf.config import Config
+from ader_tf.config import KNN_MODELS, Config
 from ader_tf.continual import exemplars as exemplar_io
 from ader_tf.continual.artifacts import (
     CheckpointKeeper,
@@ -32,12 +33,13 @@ from ader_tf.continual.methods import MethodSpec, cycle_lambda, method_spec
 from ader_tf.continual.reporting import RunLog, write_plot, write_summary
 from ader_tf.data.cycles import ContinualData, CycleData
 from ader_tf.data.examples import Examples
+from ader_tf.data.periods import Sessions
 from ader_tf.data.pipeline import (
     batch_count,
     training_dataset,
 )
 from ader_tf.data.sources import resolve_period_dir
-from ader_tf.evaluation import apply_in_order, evaluate
+from ader_tf.evaluation import Metrics, apply_in_order, evaluate, metrics_from_ranks
 from ader_tf.io_utils import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -51,24 +53,49 @@ class TrainingDivergedError(RuntimeError):
 
 
 def build_encoder(config: Config, num_items: int, dropout_rate: float, seed: int) -> Any:
-    """The SASRec backbone for ``num_items`` items."""
-    from ader_tf.models.sasrec import SASRecEncoder
+    """The ``--model`` backbone for ``num_items`` items (a neural model; see KNN_MODELS)."""
+    if config.model == "sasrec":
+        from ader_tf.models.sasrec import SASRecEncoder
 
-    return SASRecEncoder(
-        num_items=num_items,
-        hidden_units=config.hidden_units,
-        maxlen=config.maxlen,
-        num_blocks=config.num_blocks,
-        num_heads=config.num_heads,
-        dropout_rate=dropout_rate,
-        l2_emb=config.l2_emb,
-        seed=seed,
-        tied_dropout=config.tied_dropout,
-    )
+        return SASRecEncoder(
+            num_items=num_items,
+            hidden_units=config.hidden_units,
+            maxlen=config.maxlen,
+            num_blocks=config.num_blocks,
+            num_heads=config.num_heads,
+            dropout_rate=dropout_rate,
+            l2_emb=config.l2_emb,
+            seed=seed,
+            tied_dropout=config.tied_dropout,
+        )
+    if config.model == "gru4rec":
+        from ader_tf.models.gru4rec import GRU4RecEncoder
+
+        return GRU4RecEncoder(
+            num_items=num_items,
+            hidden_units=config.hidden_units,
+            num_layers=config.gru4rec_layers,
+            dropout_rate=dropout_rate,
+            maxlen=config.maxlen,
+            seed=seed,
+        )
+    if config.model in ("stamp", "stmp"):
+        from ader_tf.models.stamp import STAMPEncoder
+
+        return STAMPEncoder(
+            num_items=num_items,
+            hidden_units=config.hidden_units,
+            attention=config.model == "stamp",
+            maxlen=config.maxlen,
+            dropout_rate=dropout_rate,
+            seed=seed,
+            output_activation="sigmoid" if config.stamp_sigmoid else "none",
+        )
+    raise ValueError(f"--model={config.model} has no neural encoder")
 
 
 def build_model(config: Config, num_items: int, dropout_rate: float, seed: int) -> Any:
-    """A compiled SASRec recommender sized for ``num_items`` items, optimizer slots built."""
+    """A compiled recommender around the ``--model`` backbone, optimizer slots built."""
     from ader_tf.models.recommender import SessionRecommender, make_optimizer
 
     model = SessionRecommender(build_encoder(config, num_items, dropout_rate, seed))
@@ -119,6 +146,7 @@ class ContinualRunner:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.spec: MethodSpec = method_spec(config)
+        self.is_knn = config.model in KNN_MODELS
         self.paths = RunPaths(os.path.join(config.results_dir, config.run_name))
         self.period_dir = resolve_period_dir(config.dataset, config.data_dir)
         self.data = ContinualData(
@@ -186,6 +214,10 @@ class ContinualRunner:
             return 1
         cycle = int(last["cycle"])
         log.info("resuming after cycle %d (found %s)", cycle, self.paths.file("state.json"))
+        if self.is_knn:  # nothing trained: only the exemplars carry over
+            if self.spec.keeps_exemplars:
+                self.exemplars = self._load_exemplars(cycle, int(last["max_item"]))
+            return cycle + 1
         self._fresh_model(cycle)
         self.keeper.restore(cycle, int(last["best_epoch"]))
         self.model.set_max_item(int(last["max_item"]))
@@ -274,21 +306,47 @@ class ContinualRunner:
             self.model.configure_continual("ewc", lambda_t=lam, ewc=self.ewc_state)
         return lam
 
-    def _train_epochs(self, cycle: int, data: CycleData) -> tuple[int, int, float]:
-        """Trains with early stopping on validation Recall@20; restores the best epoch."""
+    def _fit_epoch(self, cycle: int, epoch: int, data: CycleData) -> dict[str, float]:
+        """One epoch of the protocol's training (prefix examples, full softmax)."""
         cfg = self.config
         replay = self.exemplars if self.spec.replays_exemplars and cycle > 1 else None
         num_batches = batch_count(len(data.train), cfg.batch_size)
+        dataset = training_dataset(
+            data.train, cfg.batch_size, [cfg.random_seed, cycle, epoch], replay
+        )
+        bar = _ProgressBar(num_batches, f"Cycle {cycle} epoch {epoch}", cfg.progress)
+        history = self.model.fit(dataset, epochs=1, verbose=0, callbacks=[bar], shuffle=False)
+        return {k: float(v[-1]) for k, v in history.history.items()}
+
+    def _session_parallel_trainer(self, cycle: int) -> Any:
+        """GRU4Rec's own trainer on this cycle's model (its optimizer and state included)."""
+        from ader_tf.models.session_parallel import SessionParallelTrainer
+
+        cfg = self.config
+        return SessionParallelTrainer(
+            self.model.encoder, optimizer=self.model.optimizer, loss=cfg.gru4rec_loss,
+            batch_size=cfg.batch_size, n_sample=cfg.gru4rec_n_sample,
+            sample_alpha=cfg.gru4rec_sample_alpha, seed=self._seed(cycle, 6),
+        )
+
+    def _train_epochs(
+        self, cycle: int, data: CycleData, sessions: Sessions | None = None
+    ) -> tuple[int, int, float]:
+        """Trains with early stopping on validation Recall@20; restores the best epoch.
+
+        With ``sessions`` (GRU4Rec's session-parallel mode) each epoch is one session-parallel
+        pass over them instead of the prefix examples.
+        """
+        cfg = self.config
+        trainer = self._session_parallel_trainer(cycle) if sessions is not None else None
         best_perf, best_epoch, bad_epochs, epoch = -1.0, 0, 0, 0
         t0 = time.time()
         for epoch in range(1, cfg.num_epochs + 1):
             started = time.time()
-            dataset = training_dataset(
-                data.train, cfg.batch_size, [cfg.random_seed, cycle, epoch], replay
-            )
-            bar = _ProgressBar(num_batches, f"Cycle {cycle} epoch {epoch}", cfg.progress)
-            history = self.model.fit(dataset, epochs=1, verbose=0, callbacks=[bar], shuffle=False)
-            losses = {k: float(v[-1]) for k, v in history.history.items()}
+            if trainer is not None:
+                losses = {"loss": trainer.train_epoch(sessions)}
+            else:
+                losses = self._fit_epoch(cycle, epoch, data)
             if not all(math.isfinite(v) for v in losses.values()):
                 where = (f"the best epoch {best_epoch} of this cycle" if best_epoch
                          else "the previous cycle's")
@@ -333,13 +391,21 @@ class ContinualRunner:
         )
         log.info("cycle %d: %d train / %d valid / %d test examples, %d items", cycle,
                  len(data.train), len(data.valid), len(data.test), data.max_item)
+        if self.is_knn:
+            return self._run_knn_cycle(cycle, data)
+        sessions = None
+        if cfg.gru4rec_training == "session_parallel":
+            sessions, valid = self.data.session_split(cycle, joint=spec.joint)
+            data = dataclasses.replace(data, valid=valid)
+            log.info("cycle %d: session-parallel training on %d sessions, %d validation "
+                     "examples from held-out sessions", cycle, len(sessions), len(valid))
         if self.model is None or spec.joint:
             self._fresh_model(cycle)
         self.model.set_max_item(data.max_item)
         self.model.reseed_dropout(self._seed(cycle, 5))
         lam = self._configure_loss(cycle, data, prev)
 
-        epochs_run, best_epoch, train_seconds = self._train_epochs(cycle, data)
+        epochs_run, best_epoch, train_seconds = self._train_epochs(cycle, data, sessions)
 
         t0 = time.time()
         test = evaluate(_logits_fn(self.model), data.test, cfg.test_batch, "Testing")
@@ -358,6 +424,17 @@ class ContinualRunner:
 
         if cfg.export_saved_models:
             self._export(cycle)
+        return self._cycle_row(
+            cycle, data, test, epochs_run=epochs_run, best_epoch=best_epoch, lam=lam, kept=kept,
+            seconds=(train_seconds, selection_seconds, test_seconds),
+        )
+
+    def _cycle_row(
+        self, cycle: int, data: CycleData, test: Metrics, *, epochs_run: int, best_epoch: int,
+        lam: float, kept: int, seconds: tuple[float, float, float],
+    ) -> dict[str, Any]:
+        """The metrics row of a finished cycle (also logged and sent to TensorBoard)."""
+        train_seconds, selection_seconds, test_seconds = seconds
         row = {
             "cycle": cycle, "epochs_run": epochs_run, "best_epoch": best_epoch,
             "mrr20": test.mrr20, "recall20": test.recall20, "mrr10": test.mrr10,
@@ -373,6 +450,54 @@ class ContinualRunner:
         log.info("cycle %d: test Recall@20 %.4f MRR@20 %.4f (best epoch %d of %d)", cycle,
                  test.recall20, test.mrr20, best_epoch, epochs_run)
         return row
+
+    def _knn_memory(self, cycle: int) -> Sessions:
+        """The past sessions a session-kNN model remembers at ``cycle``, oldest first.
+
+        --joint: every training period; --finetune: the last ``knn_window`` ones; ER with
+        random selection: the previous exemplars' sessions, then the last period.
+        """
+        from ader_tf.models.sknn import sessions_from_examples
+
+        spec = self.spec
+        if spec.joint:
+            periods = list(range(cycle))
+        elif spec.name == "finetune":
+            periods = list(range(max(0, cycle - self.config.knn_window), cycle))
+        else:
+            periods = [cycle - 1]
+        parts = [self.data.sessions(p) for p in periods]
+        if spec.keeps_exemplars and self.exemplars is not None and len(self.exemplars):
+            parts.insert(0, sessions_from_examples(self.exemplars))
+        return Sessions.concatenate(parts)
+
+    def _run_knn_cycle(self, cycle: int, data: CycleData) -> dict[str, Any]:
+        """Tests a session-kNN model on ``cycle``: nothing to train, only a memory to set."""
+        from ader_tf.models.sknn import SessionKNN
+
+        cfg = self.config
+        t0 = time.time()
+        memory = self._knn_memory(cycle)
+        knn = SessionKNN(k=cfg.knn_k, sample_size=cfg.knn_sample_size,
+                         sequential=cfg.model == "vsknn").fit(memory)
+        memory_seconds = time.time() - t0
+        log.info("cycle %d: %s remembers %d sessions", cycle, cfg.model, len(memory))
+        t0 = time.time()
+        ranks = knn.target_ranks(data.test, data.max_item, batch_size=max(cfg.test_batch, 512),
+                                 seed=self._seed(cycle, 8))  # ties broken at random
+        test = metrics_from_ranks(ranks)
+        test_seconds = time.time() - t0
+        self.runlog.line(test.log_line(0, "test"))
+        t0 = time.time()
+        kept = 0
+        if self.spec.keeps_exemplars:
+            self.exemplars = self._select_exemplars(cycle, data)
+            kept = len(self.exemplars)
+            self.runlog.line(f"Total saved exemplar: {kept}")
+        return self._cycle_row(
+            cycle, data, test, epochs_run=0, best_epoch=0, lam=0.0, kept=kept,
+            seconds=(memory_seconds, time.time() - t0, test_seconds),
+        )
 
     def _export(self, cycle: int) -> None:
         from ader_tf.export import export_saved_model

@@ -117,6 +117,22 @@ class ContinualData:
             )
         return CycleData(cycle, train, valid, test, max_item, stats)
 
+    def session_split(self, cycle: int, joint: bool = False) -> tuple[Sessions, Examples]:
+        """Training sessions in time order and validation examples of held-out sessions.
+
+        For training on whole sessions (GRU4Rec's session-parallel mode), where the
+        protocol's prefix-level split would leak validation targets into training: a seeded
+        ``valid_portion`` of the sessions is held out and yields the validation examples.
+        """
+        if not 1 <= cycle <= self.num_cycles:
+            raise ValueError(f"cycle must be in 1..{self.num_cycles}, got {cycle}")
+        periods = list(range(cycle)) if joint else [cycle - 1]
+        sessions = Sessions.concatenate([self.sessions(p) for p in periods])
+        rng = np.random.default_rng([self.seed, cycle, 7])
+        held_out = rng.random(len(sessions)) < self.valid_portion
+        valid = examples_from_sessions(sessions.select(held_out), self.maxlen)
+        return sessions.select(~held_out), valid
+
     def _split(self, examples: Examples, cycle: int) -> tuple[Examples, Examples]:
         """Seeded random split at example level (not session level), as the original."""
         rng = np.random.default_rng([self.seed, cycle])

@@ -256,10 +256,17 @@ class SessionRecommender(keras.Model):
         return self.score(self.encoder(item_ids, training=training))
 
     def score(self, representation: tf.Tensor) -> tf.Tensor:
-        """Logits [B, max_item] of session vectors [B, d] against item rows 1..max_item."""
+        """Logits [B, max_item] of session vectors [B, d] against item rows 1..max_item.
+
+        If the encoder has `transform_scores(logits)`, its result is returned instead.
+        """
         table = self.encoder.item_embeddings
         rows = tf.slice(table, [1, 0], tf.stack([tf.convert_to_tensor(self._max_item), -1]))
-        return tf.matmul(representation, rows, transpose_b=True)
+        logits = tf.matmul(representation, rows, transpose_b=True)
+        # An encoder may map its scores before the softmax (STAMP's sigmoid); losses, the
+        # teacher and ranks all go through here, so they all see the same scores.
+        transform = getattr(self.encoder, "transform_scores", None)
+        return logits if transform is None else transform(logits)
 
     def _compiled_fn(self, name: str, fn: Any, signature: list) -> Any:
         if name not in self._compiled:

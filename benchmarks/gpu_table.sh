@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The rest of the paper's table (5 methods x 2 datasets x 16 cycles) on a GPU machine.
+#
+#   bash benchmarks/gpu_table.sh [BUDGET_SECONDS]
+#
+# Starts no new run after BUDGET_SECONDS (default 500) and stops the one in progress then;
+# every run resumes from its last finished cycle when the script is started again on the same
+# machine. Writes the tables into RESULTS.md and copies the small result files (metrics, logs,
+# timings; no checkpoints) and RESULTS.md to $OUT when set (the device tool's output folder).
+set -uo pipefail
+BUDGET=${1:-500}
+DATA=${ADER_DATA_DIR:-../shared/data}
+RUNS=results/reproduce-gpu
+cd "$(dirname "$0")/.."
+python -m pip install -q -e . >/dev/null
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "warning: no GPU seen"
+end=$((SECONDS + BUDGET))
+for dataset in DIGINETICA YOOCHOOSE; do
+  for method in ader joint dropout ewc finetune; do
+    left=$((end - SECONDS))
+    if [ "$left" -le 20 ]; then break 2; fi
+    timeout "$left" python benchmarks/reproduce.py --dataset="$dataset" --methods="$method" \
+      --cycles=16 --data_dir="$DATA" --results_dir="$RUNS" --section="gpu-$dataset-$method" \
+      || echo "stopped: $dataset $method (budget or error; run again to resume)"
+  done
+done
+for dataset in DIGINETICA YOOCHOOSE; do
+  python benchmarks/reproduce.py --norun --dataset="$dataset" \
+    --methods=ader,joint,dropout,ewc,finetune --cycles=16 --data_dir="$DATA" \
+    --results_dir="$RUNS" --section="gpu-$dataset-table" >/dev/null || true
+done
+if [ -n "${OUT:-}" ]; then
+  mkdir -p "$OUT"
+  cp RESULTS.md "$OUT/"
+  cp -r figures "$OUT/" 2>/dev/null || true
+  (cd "$RUNS" 2>/dev/null && find . \( -name '*.csv' -o -name '*.json' -o -name '*.txt' \) \
+    -not -path '*/checkpoints/*' -print0 | tar --null -cf "$OUT/runs.tar" -T -)
+fi
