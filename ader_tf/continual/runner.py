@@ -344,7 +344,7 @@ class ContinualRunner:
         for epoch in range(1, cfg.num_epochs + 1):
             started = time.time()
             if trainer is not None:
-                losses = {"loss": trainer.train_epoch(sessions)}
+                losses = {"loss": trainer.train_epoch(sessions, progress=cfg.progress)}
             else:
                 losses = self._fit_epoch(cycle, epoch, data)
             if not all(math.isfinite(v) for v in losses.values()):

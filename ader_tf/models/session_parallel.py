@@ -24,6 +24,7 @@ from typing import NamedTuple
 import keras
 import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
 
 from ader_tf.data.periods import Sessions
 from ader_tf.models.gru4rec import GRU4RecEncoder
@@ -387,6 +388,7 @@ class SessionParallelTrainer:
         sessions: Sessions,
         shuffle_sessions: bool = False,
         sampler: PopularitySampler | None = None,
+        progress: bool = False,
     ) -> float:
         """One pass over `sessions`; returns the mean loss per (click, next click) example.
 
@@ -394,6 +396,7 @@ class SessionParallelTrainer:
             sessions: Training sessions in time order.
             shuffle_sessions: Permute the sessions first (not GRU4Rec's default).
             sampler: Negative sampler (default: popularity of this data's clicks).
+            progress: Show a progress bar over the steps.
         """
         if self.n_sample and sampler is None:
             sampler = PopularitySampler.from_sessions(
@@ -402,11 +405,17 @@ class SessionParallelTrainer:
         no_samples = np.zeros(0, np.int32)
         states = self.encoder.initial_state(self.batch_size)
         loss_sum, rows = 0.0, 0.0
-        for step in session_parallel_batches(sessions, self.batch_size, self.rng, shuffle_sessions):
+        steps = session_parallel_batches(sessions, self.batch_size, self.rng, shuffle_sessions)
+        pairs = int(np.maximum(sessions.lengths - 1, 0).sum())
+        bar = tqdm(total=-(-pairs // self.batch_size), desc="Session-parallel epoch",
+                   unit="step", leave=False, disable=not progress)
+        for step in steps:
+            bar.update(1)
             samples = sampler.sample(self.n_sample) if self.n_sample else no_samples
             total, counted, states = self.train_step(
                 step.inputs, step.targets, step.reset, step.active, samples, states
             )
             loss_sum += float(total)
             rows += float(counted)
+        bar.close()
         return loss_sum / rows if rows else math.nan
