@@ -24,6 +24,13 @@ for dataset in DIGINETICA YOOCHOOSE; do
       || echo "stopped: $dataset $method (budget or error; run again to resume)"
   done
 done
+left=$((end - SECONDS))
+if [ "$left" -gt 20 ]; then  # the backbone x method table (issue #6), first 4 cycles
+  timeout "$left" python benchmarks/reproduce.py --dataset=DIGINETICA \
+    --models=sasrec,gru4rec,stamp,stmp,sknn,vsknn --methods=ader,finetune,joint,er_random \
+    --cycles=4 --data_dir="$DATA" --results_dir="$RUNS" --section=gpu-diginetica-backbones \
+    || echo "stopped: backbone table (budget or error; run again to resume)"
+fi
 for dataset in DIGINETICA YOOCHOOSE; do
   python benchmarks/reproduce.py --norun --dataset="$dataset" \
     --methods=ader,joint,dropout,ewc,finetune --cycles=16 --data_dir="$DATA" \
