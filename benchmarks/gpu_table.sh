@@ -11,6 +11,7 @@ set -uo pipefail
 BUDGET=${1:-500}
 DATA=${ADER_DATA_DIR:-../shared/data}
 RUNS=results/reproduce-gpu
+SCRATCH=$(mktemp)  # per-run sections; the tables go into RESULTS.md at the end
 cd "$(dirname "$0")/.."
 python -m pip install -q -e . >/dev/null
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "warning: no GPU seen"
@@ -20,7 +21,7 @@ for dataset in DIGINETICA YOOCHOOSE; do
     left=$((end - SECONDS))
     if [ "$left" -le 20 ]; then break 2; fi
     timeout "$left" python benchmarks/reproduce.py --dataset="$dataset" --methods="$method" \
-      --cycles=16 --data_dir="$DATA" --results_dir="$RUNS" --section="gpu-$dataset-$method" \
+      --cycles=16 --data_dir="$DATA" --results_dir="$RUNS" --section=run --results_md="$SCRATCH" \
       || echo "stopped: $dataset $method (budget or error; run again to resume)"
   done
 done
@@ -28,7 +29,7 @@ left=$((end - SECONDS))
 if [ "$left" -gt 20 ]; then  # the backbone x method table (issue #6), first 4 cycles
   timeout "$left" python benchmarks/reproduce.py --dataset=DIGINETICA \
     --models=sasrec,gru4rec,stamp,stmp,sknn,vsknn --methods=ader,finetune,joint,er_random \
-    --cycles=4 --data_dir="$DATA" --results_dir="$RUNS" --section=gpu-diginetica-backbones \
+    --cycles=4 --data_dir="$DATA" --results_dir="$RUNS" --section=run --results_md="$SCRATCH" \
     || echo "stopped: backbone table (budget or error; run again to resume)"
 fi
 for dataset in DIGINETICA YOOCHOOSE; do
@@ -36,6 +37,10 @@ for dataset in DIGINETICA YOOCHOOSE; do
     --methods=ader,joint,dropout,ewc,finetune --cycles=16 --data_dir="$DATA" \
     --results_dir="$RUNS" --section="gpu-$dataset-table" >/dev/null || true
 done
+python benchmarks/reproduce.py --norun --dataset=DIGINETICA \
+  --models=sasrec,gru4rec,stamp,stmp,sknn,vsknn --methods=ader,finetune,joint,er_random \
+  --cycles=4 --data_dir="$DATA" --results_dir="$RUNS" --section=gpu-diginetica-backbones \
+  >/dev/null || true
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT"
   cp RESULTS.md "$OUT/"
