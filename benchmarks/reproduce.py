@@ -13,6 +13,7 @@ with the original's logs instead.
 
 from __future__ import annotations
 
+import csv
 import datetime
 import json
 import os
@@ -216,13 +217,41 @@ def main_table() -> str:
                 for k in ("recall20", "mrr20", "recall10", "mrr10")}
         p_r20, p_mrr = paper.get(method, (PAPER_ABLATION_R20.get(method), None))
         timing = _read_timings(run_dir(method, seed))
-        wall = sum(t["wall_seconds"] for t in timing) / 60
-        rss = max((t["peak_rss_gb"] for t in timing), default=float("nan"))
+        if timing:
+            wall = f"{sum(t['wall_seconds'] for t in timing) / 60:.1f} min"
+            rss = f"{max(t['peak_rss_gb'] for t in timing):.2f} GB"
+        else:  # still running (or killed): what its finished cycles took
+            seconds = sum(sum(c[1:]) for c in cycle_timings(method, seed).values())
+            wall, rss = f"unfinished; its cycles so far {seconds / 60:.1f} min", "-"
         lines.append(
             f"| {method} | {min(run)}-{max(run)} | {mean['recall20']:.2f} | {mean['mrr20']:.2f} "
             f"| {mean['recall10']:.2f} | {mean['mrr10']:.2f} | {_fmt(p_r20)} | {_fmt(p_mrr)} "
-            f"| {wall:.1f} min | {rss:.2f} GB |"
+            f"| {wall} | {rss} |"
         )
+    return "\n".join(lines)
+
+
+def cycle_timings(method: str, seed: str, model: str = "sasrec") -> dict[int, tuple]:
+    """Per cycle: (epochs run, train s, selection s, test s) from a run's metrics.csv."""
+    path = os.path.join(run_dir(method, seed, model), "metrics.csv")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    keys = ("train_seconds", "selection_seconds", "test_seconds")
+    return {int(r["cycle"]): (int(r["epochs_run"]), *(float(r[k]) for k in keys)) for r in rows
+            if not FLAGS.cycles or int(r["cycle"]) <= FLAGS.cycles}
+
+
+def cycle_timing_table() -> str:
+    """Per cycle of the first method: epochs run and the seconds of each phase."""
+    timings = cycle_timings(FLAGS.methods[0], FLAGS.seeds[0])
+    lines = [f"Per cycle ({FLAGS.methods[0]}): | cycle | epochs run | train (s) | s per epoch "
+             "| selection (s) | test (s) |", "|---" * 6 + "|"]
+    lines[0] = lines[0].split(": ", 1)[1]
+    for cycle, (epochs, train, selection, test) in sorted(timings.items()):
+        lines.append(f"| {cycle} | {epochs} | {train:.0f} | {train / max(epochs, 1):.1f} "
+                     f"| {selection:.1f} | {test:.1f} |")
     return "\n".join(lines)
 
 
@@ -338,6 +367,8 @@ def main(argv: list[str]) -> None:
         os.makedirs(figures, exist_ok=True)
         plot(os.path.join(figures, f"{name}.png"))
         parts += [main_table(), "", per_cycle_table(), "", f"![{name}]({plot_name})", ""]
+        if len(FLAGS.methods) == 1:
+            parts += [cycle_timing_table(), ""]
     write_section(name, "\n".join(parts))
     print("\n".join(parts))
 
