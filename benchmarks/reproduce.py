@@ -243,7 +243,9 @@ def backbone_table() -> str:
             r20 = 100 * float(np.mean([run[c]["recall20"] for c in run]))
             mrr = 100 * float(np.mean([run[c]["mrr20"] for c in run]))
             cells.append(f"{r20:.2f} / {mrr:.2f} ({min(run)}-{max(run)})")
-            wall += sum(t["wall_seconds"] for t in _read_timings(run_dir(method, seed, model)))
+            timing = _read_timings(run_dir(method, seed, model))
+            wall += (sum(t["wall_seconds"] for t in timing) if timing and len(run) == FLAGS.cycles
+                     else sum(sum(c[1:]) for c in cycle_timings(method, seed, model).values()))
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {wall / 60:.1f} min |")
     lines += ["", "Cells: mean Recall@20 / MRR@20 (percent) over the cycles in brackets. "
               "n/a: the method does not apply to the backbone (session-kNN is not trained: "
@@ -266,12 +268,14 @@ def main_table() -> str:
                 for k in ("recall20", "mrr20", "recall10", "mrr10")}
         p_r20, p_mrr = paper.get(method, (PAPER_ABLATION_R20.get(method), None))
         timing = _read_timings(run_dir(method, seed))
-        if timing:
+        total_cycles = len(read_metrics_csv(os.path.join(run_dir(method, seed), "metrics.csv")))
+        if timing and (not FLAGS.cycles or total_cycles <= FLAGS.cycles):
             wall = f"{sum(t['wall_seconds'] for t in timing) / 60:.1f} min"
             rss = f"{max(t['peak_rss_gb'] for t in timing):.2f} GB"
-        else:  # still running (or killed): what its finished cycles took
+        else:  # unfinished, or a longer run read for its first cycles: what those cycles took
             seconds = sum(sum(c[1:]) for c in cycle_timings(method, seed).values())
-            wall, rss = f"unfinished; its cycles so far {seconds / 60:.1f} min", "-"
+            what = "unfinished; its cycles so far" if total_cycles <= max(run) else "its cycles"
+            wall, rss = f"{what} {seconds / 60:.1f} min", "-"
         lines.append(
             f"| {method} | {min(run)}-{max(run)} | {mean['recall20']:.2f} | {mean['mrr20']:.2f} "
             f"| {mean['recall10']:.2f} | {mean['mrr10']:.2f} | {_fmt(p_r20)} | {_fmt(p_mrr)} "
