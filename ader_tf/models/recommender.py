@@ -64,7 +64,8 @@ def _split_features(inputs: Any) -> tuple[tf.Tensor, tf.Tensor]:
     return item_ids, tf.cast(is_exemplar, tf.float32)
 
 
-def _dense(gradient: Any) -> Any:
+def dense_gradient(gradient: Any) -> Any:
+    """The gradient as a dense tensor (IndexedSlices of embedding lookups converted)."""
     # The reference's item-table gradient is dense (its zero row is a concat), and Adam then
     # decays the moments of every row at every step; keep that instead of sparse updates.
     if isinstance(gradient, tf.IndexedSlices):
@@ -397,7 +398,7 @@ class SessionRecommender(keras.Model):
         with tf.GradientTape() as tape:
             terms = self._loss_terms(item_ids, is_exemplar, targets, training=True)
             loss = tf.add_n(list(terms.values()))
-        gradients = [_dense(g) for g in tape.gradient(loss, variables)]
+        gradients = [dense_gradient(g) for g in tape.gradient(loss, variables)]
         self.optimizer.apply_gradients(zip(gradients, variables))
         return self._step_metrics(terms)
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ader_tf.data.periods import Sessions
 from ader_tf.models.gru4rec import GRU4RecEncoder
-from ader_tf.models.recommender import make_optimizer
+from ader_tf.models.recommender import dense_gradient, make_optimizer
 
 LOSSES = ("bpr", "top1", "bpr_max", "top1_max", "cross_entropy")
 
@@ -376,10 +376,7 @@ class SessionParallelTrainer:
             row_loss = sampled_loss(self.loss, scores, negatives, self.bpreg) * counted
             total = tf.reduce_sum(row_loss)
             loss = total / float(self.batch_size)
-        gradients = tape.gradient(loss, variables)
-        gradients = [
-            tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients
-        ]
+        gradients = [dense_gradient(g) for g in tape.gradient(loss, variables)]
         self.optimizer.apply_gradients(zip(gradients, variables))
         return total, tf.reduce_sum(counted), [tf.stop_gradient(s) for s in new_states]
 
