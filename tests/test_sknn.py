@@ -11,7 +11,6 @@ from ader_tf.data.examples import Examples
 from ader_tf.data.periods import Sessions
 from ader_tf.models.sknn import (
     SessionKNN,
-    SessionMemory,
     position_weights,
     sessions_from_examples,
     step_decay,
@@ -199,25 +198,12 @@ def test_ranks_break_ties_at_random():
         knn.target_ranks(Examples(examples.inputs[:1], np.array([10], np.int32)), max_item=9)
 
 
-# === Memory policies ===
+# === Exemplars as sessions ===
 
 
-def test_memory_policies():
-    p0, p1, p2 = as_sessions([[1, 2]]), as_sessions([[3], [4, 5]]), as_sessions([[6, 7]])
-    memories = {p: SessionMemory(p, window=2) for p in ("all", "window", "exemplars")}
-    for m in memories.values():
-        for period in (p0, p1, p2):
-            m.add_period(period)
-    assert memories["all"].sessions().as_lists() == [[1, 2], [3], [4, 5], [6, 7]]
-    assert memories["window"].sessions().as_lists() == [[3], [4, 5], [6, 7]]
-    assert memories["exemplars"].sessions().as_lists() == [[6, 7]]
+def test_sessions_from_examples():
     exemplars = Examples(np.array([[0, 8, 9], [0, 0, 4]], np.int32), np.array([1, 5], np.int32))
-    memories["exemplars"].set_exemplars(exemplars)
-    assert memories["exemplars"].sessions().as_lists() == [[8, 9, 1], [4, 5], [6, 7]]
-    only = SessionMemory("exemplars", with_latest=False)
-    only.add_period(p2)
-    only.set_exemplars(exemplars)
-    assert only.sessions().as_lists() == [[8, 9, 1], [4, 5]]
+    assert sessions_from_examples(exemplars).as_lists() == [[8, 9, 1], [4, 5]]
     assert sessions_from_examples(exemplars).as_lists() == exemplars.sessions()
 
 
@@ -234,13 +220,6 @@ def test_memory_policies():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SessionKNN(**kwargs)
-
-
-def test_bad_memory_policy():
-    with pytest.raises(ValueError, match="'last'"):
-        SessionMemory("last")
-    with pytest.raises(ValueError, match="window"):
-        SessionMemory("window", window=0)
 
 
 # === Agreement with the reference on random data ===

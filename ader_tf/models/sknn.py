@@ -36,8 +36,6 @@ Choices that differ from session-rec, all documented where they are made:
 
 from __future__ import annotations
 
-import collections
-
 import numpy as np
 import scipy.sparse as sp
 
@@ -46,7 +44,6 @@ from ader_tf.data.periods import Sessions
 
 WEIGHTINGS = ("same", "linear", "div", "log", "quadratic")
 SIMILARITIES = ("cosine", "jaccard")
-POLICIES = ("all", "window", "exemplars")
 
 # Float64 sums of distinct powers 2^0..2^51 are exact, so one product finds, for up to 52 click
 # positions at a time, the most recent shared click (the highest power in the sum).
@@ -415,7 +412,7 @@ def _ranks_from_sparse(
     return above.astype(np.int64), np.maximum(ties, 0).astype(np.int64)
 
 
-# === Memory for the continual loop ===
+# === Sessions from exemplars (the continual loop's memory) ===
 
 
 def sessions_from_examples(examples: Examples) -> Sessions:
@@ -426,45 +423,3 @@ def sessions_from_examples(examples: Examples) -> Sessions:
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return Sessions(items=grid[mask].astype(np.int32), offsets=offsets)
-
-
-class SessionMemory:
-    """The past sessions a kNN model sees in the continual loop.
-
-    Args:
-        policy: ``"all"`` every period added so far; ``"window"`` the last ``window`` periods;
-            ``"exemplars"`` the exemplar sessions (``set_exemplars``) followed, unless
-            ``with_latest=False``, by the most recent period added: the analogue of ADER's
-            training set at a cycle (new period plus exemplars of the older ones).
-        window: periods kept by ``"window"``.
-        with_latest: for ``"exemplars"``, whether the latest added period joins the exemplars.
-    """
-
-    def __init__(self, policy: str = "all", window: int = 1, with_latest: bool = True) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-        if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 1:
-            raise ValueError(f"window must be an integer >= 1, got {window!r}")
-        self.policy = policy
-        self.window = int(window)
-        self.with_latest = bool(with_latest)
-        maxlen = {"all": None, "window": self.window, "exemplars": 1}[policy]
-        self._periods: collections.deque[Sessions] = collections.deque(maxlen=maxlen)
-        self._exemplars: Sessions | None = None
-
-    def add_period(self, sessions: Sessions) -> None:
-        """Appends a period's sessions (periods arrive in time order)."""
-        self._periods.append(sessions)
-
-    def set_exemplars(self, examples: Examples) -> None:
-        """Replaces the exemplars; each example becomes the session inputs + target."""
-        self._exemplars = sessions_from_examples(examples)
-
-    def sessions(self) -> Sessions:
-        """The memory for ``SessionKNN.fit``, oldest first."""
-        if self.policy != "exemplars":
-            return Sessions.concatenate(list(self._periods))
-        parts = [] if self._exemplars is None else [self._exemplars]
-        if self.with_latest:
-            parts += list(self._periods)
-        return Sessions.concatenate(parts)
