@@ -275,6 +275,20 @@ class ContinualRunner:
         )
         return chosen
 
+    def _keep_exemplars(self, cycle: int, data: CycleData) -> tuple[int, float]:
+        """After testing: selects the exemplars (and EWC's Fisher) if the method keeps them.
+
+        Returns the number kept and the seconds it took.
+        """
+        t0 = time.time()
+        if not self.spec.keeps_exemplars:
+            return 0, time.time() - t0
+        self.exemplars = self._select_exemplars(cycle, data)
+        self.runlog.line(f"Total saved exemplar: {len(self.exemplars)}")
+        if self.spec.loss_mode == "ewc":
+            self._compute_ewc(cycle)
+        return len(self.exemplars), time.time() - t0
+
     def _compute_ewc(self, cycle: int) -> None:
         from ader_tf.continual.ewc import compute_fisher
 
@@ -412,15 +426,7 @@ class ContinualRunner:
         test_seconds = time.time() - t0
         self.runlog.line(test.log_line(best_epoch, "test"))
 
-        t0 = time.time()
-        kept = 0
-        if spec.keeps_exemplars:
-            self.exemplars = self._select_exemplars(cycle, data)
-            kept = len(self.exemplars)
-            self.runlog.line(f"Total saved exemplar: {kept}")
-            if spec.loss_mode == "ewc":
-                self._compute_ewc(cycle)
-        selection_seconds = time.time() - t0
+        kept, selection_seconds = self._keep_exemplars(cycle, data)
 
         if cfg.export_saved_models:
             self._export(cycle)
@@ -488,15 +494,10 @@ class ContinualRunner:
         test = metrics_from_ranks(ranks)
         test_seconds = time.time() - t0
         self.runlog.line(test.log_line(0, "test"))
-        t0 = time.time()
-        kept = 0
-        if self.spec.keeps_exemplars:
-            self.exemplars = self._select_exemplars(cycle, data)
-            kept = len(self.exemplars)
-            self.runlog.line(f"Total saved exemplar: {kept}")
+        kept, selection_seconds = self._keep_exemplars(cycle, data)
         return self._cycle_row(
             cycle, data, test, epochs_run=0, best_epoch=0, lam=0.0, kept=kept,
-            seconds=(memory_seconds, time.time() - t0, test_seconds),
+            seconds=(memory_seconds, selection_seconds, test_seconds),
         )
 
     def _export(self, cycle: int) -> None:
