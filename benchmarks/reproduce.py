@@ -243,10 +243,8 @@ def backbone_table() -> str:
             r20 = 100 * float(np.mean([run[c]["recall20"] for c in run]))
             mrr = 100 * float(np.mean([run[c]["mrr20"] for c in run]))
             cells.append(f"{r20:.2f} / {mrr:.2f} ({min(run)}-{max(run)})")
-            timing = _read_timings(run_dir(method, seed, model))
-            wall += (sum(t["wall_seconds"] for t in timing) if timing and len(run) == FLAGS.cycles
-                     else sum(sum(c[1:]) for c in cycle_timings(method, seed, model).values()))
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | {wall / 60:.1f} min |")
+            wall += run_time(method, seed, model)[0]
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {wall:.1f} min |")
     lines += ["", "Cells: mean Recall@20 / MRR@20 (percent) over the cycles in brackets. "
               "n/a: the method does not apply to the backbone (session-kNN is not trained: "
               "finetune = remembers the last period, joint = all past periods, er_random = the "
@@ -267,21 +265,34 @@ def main_table() -> str:
         mean = {k: 100 * float(np.mean([run[c][k] for c in run]))
                 for k in ("recall20", "mrr20", "recall10", "mrr10")}
         p_r20, p_mrr = paper.get(method, (PAPER_ABLATION_R20.get(method), None))
-        timing = _read_timings(run_dir(method, seed))
-        total_cycles = len(read_metrics_csv(os.path.join(run_dir(method, seed), "metrics.csv")))
-        if timing and (not FLAGS.cycles or total_cycles <= FLAGS.cycles):
-            wall = f"{sum(t['wall_seconds'] for t in timing) / 60:.1f} min"
-            rss = f"{max(t['peak_rss_gb'] for t in timing):.2f} GB"
-        else:  # unfinished, or a longer run read for its first cycles: what those cycles took
-            seconds = sum(sum(c[1:]) for c in cycle_timings(method, seed).values())
-            what = "unfinished; its cycles so far" if total_cycles <= max(run) else "its cycles"
-            wall, rss = f"{what} {seconds / 60:.1f} min", "-"
+        minutes, how, rss = run_time(method, seed)
+        wall = f"{how} {minutes:.1f} min".lstrip()
         lines.append(
             f"| {method} | {min(run)}-{max(run)} | {mean['recall20']:.2f} | {mean['mrr20']:.2f} "
             f"| {mean['recall10']:.2f} | {mean['mrr10']:.2f} | {_fmt(p_r20)} | {_fmt(p_mrr)} "
             f"| {wall} | {rss} |"
         )
     return "\n".join(lines)
+
+
+def run_time(method: str, seed: str, model: str = "sasrec") -> tuple[float, str, str]:
+    """(minutes, how they were counted, peak RSS) of the cycles a table reads from a run.
+
+    A run that ran exactly those cycles and finished has its own wall clock and peak RSS
+    (timing.json). Otherwise (unfinished, or a longer run read for its first cycles) the
+    minutes are the sum of its cycles' phase times from metrics.csv, and no RSS is given.
+    """
+    folder = run_dir(method, seed, model)
+    timing = _read_timings(folder)
+    path = os.path.join(folder, "metrics.csv")
+    total_cycles = len(read_metrics_csv(path)) if os.path.isfile(path) else 0
+    if timing and (not FLAGS.cycles or total_cycles <= FLAGS.cycles):
+        minutes = sum(t["wall_seconds"] for t in timing) / 60
+        return minutes, "", f"{max(t['peak_rss_gb'] for t in timing):.2f} GB"
+    cycles = cycle_timings(method, seed, model)
+    minutes = sum(sum(c[1:]) for c in cycles.values()) / 60
+    longer = bool(cycles) and total_cycles > max(cycles)
+    return minutes, "its cycles" if longer else "unfinished; its cycles so far", "-"
 
 
 def cycle_timings(method: str, seed: str, model: str = "sasrec") -> dict[int, tuple]:
