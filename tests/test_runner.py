@@ -77,6 +77,36 @@ def test_each_method_end_to_end(data_dir, tmp_path, flags, mode, keeps_exemplars
     assert log_text.count("Period ") == 2 and "Average: (MRR@20: " in log_text
 
 
+def test_teacher_holds_the_previous_cycles_best_weights(data_dir, tmp_path):
+    """The distillation teacher equals the previous cycle's best model in every weight.
+
+    Regression: the teacher was once read from the checkpoint by itself, which restored only
+    its embeddings (the checkpoint reaches the attention blocks through the optimizer's
+    variable list) and left its blocks at their initial values without an error.
+    """
+    config = _config(data_dir, tmp_path, cycles=1)
+    ContinualRunner(config).run()
+    runner = ContinualRunner(config)
+    assert runner._resume() == 2
+    last = runner.state.last
+    teacher = runner._teacher(1, int(last["best_epoch"]), int(last["max_item"]))
+
+    student = runner.model
+    assert len(teacher.encoder.weights) == len(student.encoder.weights)
+    for ours, theirs in zip(teacher.encoder.weights, student.encoder.weights):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs), err_msg=ours.path)
+    inputs = np.array([[0, 0, 3, 5, 7, 2], [0, 0, 0, 0, 1, 4]], dtype=np.int32)
+    np.testing.assert_allclose(
+        teacher.predict_logits(inputs).numpy(), student.predict_logits(inputs).numpy(), atol=1e-6
+    )
+
+    # A student whose weights no longer equal the checkpoint cannot pass as its teacher.
+    kernel = next(w for w in student.encoder.weights if "block_0" in w.path and "kernel" in w.path)
+    kernel.assign(kernel + 1.0)
+    with pytest.raises(RunStateError, match="differ from the checkpoint"):
+        runner._teacher(1, int(last["best_epoch"]), int(last["max_item"]))
+
+
 def test_exemplar_quota_is_respected(data_dir, tmp_path):
     runner = ContinualRunner(_config(data_dir, tmp_path, exemplar_size=25, cycles=2))
     runner.run()

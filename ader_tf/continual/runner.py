@@ -116,6 +116,28 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
 # === Small helpers ===
 
 
+def _check_restored(layer: Any, prefix: str) -> None:
+    """Asserts that every weight of ``layer`` equals a value stored in the checkpoint ``prefix``.
+
+    Compares values rather than names: the checkpoint stores sublayer weights under the
+    optimizer's variable list, not under the layer's own path.
+    """
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+    by_shape: dict[tuple, list[str]] = {}
+    for name, shape in shapes.items():
+        if name.endswith("/.ATTRIBUTES/VARIABLE_VALUE"):
+            by_shape.setdefault(tuple(shape), []).append(name)
+    missing = []
+    for weight in layer.weights:
+        value = keras.ops.convert_to_numpy(weight)
+        candidates = by_shape.get(tuple(value.shape), [])
+        if not any(np.array_equal(reader.get_tensor(name), value) for name in candidates):
+            missing.append(weight.path)
+    if missing:
+        raise AssertionError(f"{len(missing)} weights differ from the checkpoint: {missing[:3]}")
+
+
 def _logits_fn(model: Any):
     """Compiled logits with dropout off (one trace for any batch and width)."""
     return model.predict_logits
@@ -184,7 +206,14 @@ class ContinualRunner:
         )
 
     def _teacher(self, cycle: int, epoch: int, max_item: int) -> Any:
-        """The frozen model of a finished cycle (dropout off), read from its checkpoint.
+        """The frozen model of a finished cycle (dropout off): the student as it starts this one.
+
+        At this point the student holds the best epoch of ``cycle`` (restored when that cycle
+        ended, or on resume), so its weights are copied. A checkpoint read into the teacher
+        alone would not do: the checkpoint reaches the encoder's sublayers only through the
+        optimizer's variable list, so such a read restores the embeddings and leaves the
+        attention blocks at their initial values, without an error. ``_check_restored``
+        compares every copied weight with the checkpoint.
 
         One teacher object serves the whole run and only its weights change: a new object
         per cycle would retrace the training step each cycle and keep the old graphs (and
@@ -196,14 +225,16 @@ class ContinualRunner:
             with self.strategy.scope():
                 encoder = build_encoder(self.config, self.num_items, 0.0, 0)
                 self.teacher = SessionRecommender(encoder)
+                self.teacher.build_all(self.config.maxlen)
             self.teacher.trainable = False
         prefix = self.keeper.prefix(cycle, epoch)
-        status = tf.train.Checkpoint(model=self.teacher).read(prefix)
-        status.expect_partial()  # the optimizer in the checkpoint has no place in the teacher
         try:
-            status.assert_existing_objects_matched()
-        except AssertionError as e:
-            raise RunStateError(f"{prefix}: checkpoint does not fit the teacher ({e})") from e
+            self.teacher.encoder.set_weights(self.model.encoder.get_weights())
+            _check_restored(self.teacher.encoder, prefix)
+        except (ValueError, AssertionError) as e:
+            raise RunStateError(
+                f"{prefix}: the teacher does not hold this checkpoint's weights ({e})"
+            ) from e
         self.teacher.set_max_item(max_item)
         return self.teacher
 

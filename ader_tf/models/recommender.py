@@ -144,8 +144,9 @@ class SessionRecommender(keras.Model):
             maxlen: Width of the dummy input (default: 1; any width gives the same variables).
         """
         self.predict_logits(tf.ones([1, maxlen or 1], tf.int32))
-        if self.optimizer is not None and not self.optimizer.built:
-            self.optimizer.build(self.trainable_variables)
+        optimizer = getattr(self, "optimizer", None)  # absent until compile()
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.trainable_variables)
 
     # === Item universe and loss configuration ===
 
