@@ -15,6 +15,11 @@ Printed (one JSON line): milliseconds per call, the fastest of --repeats passes,
 and `matmul_bound_ms`: the step's products (forward, both backward products, the teacher) at the
 speed just measured for one product. The step cannot run faster than that bound without changing
 the arithmetic (sampled softmax, lower precision); the ratio says how close it is.
+
+With --run_dir (a run's folder: state.json) and --period_dir (its period files), it also adds up
+the products of that run as it ran (per cycle: epochs x (training rows + exemplar rows) through
+the student, exemplar rows through the teacher, validation every epoch, the test once) and gives
+`run_product_tflop` and `run_bound_minutes` at the measured product speed.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ader_tf.data.cycles import ContinualData  # noqa: E402
+from ader_tf.data.pipeline import batch_count  # noqa: E402
 from ader_tf.models.recommender import SessionRecommender, make_optimizer  # noqa: E402
 from ader_tf.models.sasrec import SASRecEncoder  # noqa: E402
 
@@ -44,6 +51,8 @@ _HIDDEN = flags.DEFINE_integer("hidden_units", 150, "d.")
 _CALLS = flags.DEFINE_integer("calls", 15, "Timed calls per pass.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Passes; the fastest is reported (shared machine).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for inputs and weights.")
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "A run's folder, to bound the whole run too.")
+_PERIOD_DIR = flags.DEFINE_string("period_dir", None, "The run's period files (with --run_dir).")
 
 
 def random_inputs(rng: np.random.Generator, rows: int, max_item: int, width: int = 8) -> np.ndarray:
@@ -71,6 +80,35 @@ def best_ms(fns: dict[str, Callable[[], Any]], calls: int, repeats: int) -> dict
                 fn()
             passes[name].append((time.perf_counter() - start) / calls * 1e3)
     return {name: round(min(times), 1) for name, times in passes.items()}
+
+
+def run_product_flops(run_dir: str, period_dir: str, d: int) -> tuple[float, list[int]]:
+    """FLOPs of the scoring products of a run's finished cycles (state.json), and the cycles.
+
+    Per epoch: each training and exemplar row scored against max_item items forward and in
+    both backward products, each exemplar row through the teacher, each validation row once;
+    the test rows once per cycle. The encoder's own products are small beside these.
+    """
+    with open(os.path.join(run_dir, "state.json")) as f:
+        state = json.load(f)
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    data = ContinualData(period_dir, maxlen=config["maxlen"],
+                         valid_portion=config["valid_portion"], seed=config["random_seed"])
+    total, cycles, prev = 0.0, [], None
+    for row in state["cycles"]:
+        cycle = int(row["cycle"])
+        cd = data.cycle(cycle)
+        batches = batch_count(len(cd.train), config["batch_size"])
+        kept = int(prev["exemplars_kept"]) if prev and cycle > 1 else 0
+        exemplar_rows = (kept // batches) * batches
+        prev_items = int(prev["max_item"]) if prev else 0
+        per_epoch = (6 * d * cd.max_item * (len(cd.train) + exemplar_rows)
+                     + 2 * d * prev_items * exemplar_rows + 2 * d * cd.max_item * len(cd.valid))
+        total += int(row["epochs_run"]) * per_epoch + 2 * d * cd.max_item * len(cd.test)
+        cycles.append(cycle)
+        prev = row
+    return total, cycles
 
 
 def build_model(seed: int) -> SessionRecommender:
@@ -162,6 +200,13 @@ def main(argv: list[str]) -> None:
         "shapes": {"items": items, "teacher_items": teacher_items, "current_rows": current,
                    "exemplar_rows": exemplars, "d": d},
     })
+    if _RUN_DIR.value:
+        flops, cycles = run_product_flops(_RUN_DIR.value, _PERIOD_DIR.value, d)
+        result.update({
+            "run_cycles": cycles,
+            "run_product_tflop": round(flops / 1e12, 1),
+            "run_bound_minutes": round(flops / (gflops * 1e9) / 60, 1),
+        })
     print(json.dumps(result))
 
 
