@@ -123,16 +123,15 @@ def _check_restored(layer: Any, prefix: str) -> None:
     optimizer's variable list, not under the layer's own path.
     """
     reader = tf.train.load_checkpoint(prefix)
-    shapes = reader.get_variable_to_shape_map()
-    by_shape: dict[tuple, list[str]] = {}
-    for name, shape in shapes.items():
-        if name.endswith("/.ATTRIBUTES/VARIABLE_VALUE"):
-            by_shape.setdefault(tuple(shape), []).append(name)
+    wanted = {tuple(weight.shape) for weight in layer.weights}
+    by_shape: dict[tuple, list[np.ndarray]] = {}  # each stored tensor read once
+    for name, shape in reader.get_variable_to_shape_map().items():
+        if name.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and tuple(shape) in wanted:
+            by_shape.setdefault(tuple(shape), []).append(reader.get_tensor(name))
     missing = []
     for weight in layer.weights:
         value = keras.ops.convert_to_numpy(weight)
-        candidates = by_shape.get(tuple(value.shape), [])
-        if not any(np.array_equal(reader.get_tensor(name), value) for name in candidates):
+        if not any(np.array_equal(stored, value) for stored in by_shape.get(value.shape, [])):
             missing.append(weight.path)
     if missing:
         raise AssertionError(f"{len(missing)} weights differ from the checkpoint: {missing[:3]}")
