@@ -24,6 +24,10 @@ import os
 import shutil
 from typing import Any
 
+import keras
+import numpy as np
+import tensorflow as tf
+
 from ader_tf.io_utils import read_json, write_json_atomic, write_text_atomic
 
 METRIC_COLUMNS = (
@@ -66,12 +70,40 @@ class RunPaths:
         return os.path.join(self.root, "tensorboard")
 
 
-class CheckpointKeeper:
-    """Writes best-epoch checkpoints atomically (a temp folder renamed into place)."""
+def check_weights_stored(layer: Any, prefix: str) -> None:
+    """Raises ``AssertionError`` unless each weight of ``layer`` equals a tensor in ``prefix``.
 
-    def __init__(self, paths: RunPaths, checkpoint: Any) -> None:
+    Compares values rather than names: a Keras 3 model's checkpoint stores the weights of its
+    sublayers (the encoder's attention blocks) under the optimizer's variable list, not under
+    the layer's own path, so a read that matched every object it found can still leave those
+    weights at their initial values without an error.
+    """
+    reader = tf.train.load_checkpoint(prefix)
+    wanted = {tuple(weight.shape) for weight in layer.weights}
+    by_shape: dict[tuple, list[np.ndarray]] = {}  # each stored tensor read once
+    for name, shape in reader.get_variable_to_shape_map().items():
+        if name.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and tuple(shape) in wanted:
+            by_shape.setdefault(tuple(shape), []).append(reader.get_tensor(name))
+    missing = []
+    for weight in layer.weights:
+        value = keras.ops.convert_to_numpy(weight)
+        if not any(np.array_equal(stored, value) for stored in by_shape.get(value.shape, [])):
+            missing.append(weight.path)
+    if missing:
+        raise AssertionError(f"{len(missing)} weights differ from the checkpoint: {missing[:3]}")
+
+
+class CheckpointKeeper:
+    """Writes best-epoch checkpoints atomically (a temp folder renamed into place).
+
+    ``checked`` is the layer whose every weight ``restore`` compares with the checkpoint's
+    values after reading it (see ``check_weights_stored``); None skips the check.
+    """
+
+    def __init__(self, paths: RunPaths, checkpoint: Any, checked: Any = None) -> None:
         self.paths = paths
         self.checkpoint = checkpoint
+        self.checked = checked
 
     def save(self, cycle: int, epoch: int) -> str:
         """Saves the current model and optimizer as the best epoch of ``cycle``."""
@@ -95,10 +127,12 @@ class CheckpointKeeper:
         return prefix
 
     def restore(self, cycle: int, epoch: int) -> str:
-        """Restores model and optimizer from the best epoch of ``cycle``."""
+        """Restores model and optimizer from the best epoch of ``cycle``, checked value by value."""
         prefix = self.prefix(cycle, epoch)
         try:
             self.checkpoint.read(prefix).assert_existing_objects_matched()
+            if self.checked is not None:
+                check_weights_stored(self.checked, prefix)
         except (ValueError, AssertionError) as e:
             raise RunStateError(f"{prefix}: checkpoint does not match this model ({e})") from e
         return prefix

@@ -27,6 +27,7 @@ from ader_tf.continual.artifacts import (
     RunPaths,
     RunState,
     RunStateError,
+    check_weights_stored,
     write_metrics_csv,
 )
 from ader_tf.continual.methods import MethodSpec, cycle_lambda, method_spec
@@ -116,27 +117,6 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
 # === Small helpers ===
 
 
-def _check_restored(layer: Any, prefix: str) -> None:
-    """Asserts that every weight of ``layer`` equals a value stored in the checkpoint ``prefix``.
-
-    Compares values rather than names: the checkpoint stores sublayer weights under the
-    optimizer's variable list, not under the layer's own path.
-    """
-    reader = tf.train.load_checkpoint(prefix)
-    wanted = {tuple(weight.shape) for weight in layer.weights}
-    by_shape: dict[tuple, list[np.ndarray]] = {}  # each stored tensor read once
-    for name, shape in reader.get_variable_to_shape_map().items():
-        if name.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and tuple(shape) in wanted:
-            by_shape.setdefault(tuple(shape), []).append(reader.get_tensor(name))
-    missing = []
-    for weight in layer.weights:
-        value = keras.ops.convert_to_numpy(weight)
-        if not any(np.array_equal(stored, value) for stored in by_shape.get(value.shape, [])):
-            missing.append(weight.path)
-    if missing:
-        raise AssertionError(f"{len(missing)} weights differ from the checkpoint: {missing[:3]}")
-
-
 def _logits_fn(model: Any):
     """Compiled logits with dropout off (one trace for any batch and width)."""
     return model.predict_logits
@@ -201,7 +181,9 @@ class ContinualRunner:
                 self.config, self.num_items, self.spec.dropout_rate, self._seed(cycle, 2)
             )
         self.keeper = CheckpointKeeper(
-            self.paths, tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer)
+            self.paths,
+            tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer),
+            checked=self.model.encoder,
         )
 
     def _teacher(self, cycle: int, epoch: int, max_item: int) -> Any:
@@ -211,7 +193,7 @@ class ContinualRunner:
         ended, or on resume), so its weights are copied. A checkpoint read into the teacher
         alone would not do: the checkpoint reaches the encoder's sublayers only through the
         optimizer's variable list, so such a read restores the embeddings and leaves the
-        attention blocks at their initial values, without an error. ``_check_restored``
+        attention blocks at their initial values, without an error. ``check_weights_stored``
         compares every copied weight with the checkpoint.
 
         One teacher object serves the whole run and only its weights change: a new object
@@ -229,7 +211,7 @@ class ContinualRunner:
         prefix = self.keeper.prefix(cycle, epoch)
         try:
             self.teacher.encoder.set_weights(self.model.encoder.get_weights())
-            _check_restored(self.teacher.encoder, prefix)
+            check_weights_stored(self.teacher.encoder, prefix)
         except (ValueError, AssertionError) as e:
             raise RunStateError(
                 f"{prefix}: the teacher does not hold this checkpoint's weights ({e})"
