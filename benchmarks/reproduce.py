@@ -176,6 +176,7 @@ def run_one(method: str, seed: str, model: str = "sasrec") -> None:
     print("$", shlex.join(cmd), flush=True)
     started = time.time()
     os.makedirs(folder, exist_ok=True)
+    cycles_before = cycles_done(folder)
     with open(os.path.join(folder, "stdout.txt"), "a") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
@@ -183,10 +184,55 @@ def run_one(method: str, seed: str, model: str = "sasrec") -> None:
         raise RuntimeError(f"{shlex.join(cmd)} failed (status {status}); see {out.name}")
     timing = {"wall_seconds": round(time.time() - started, 1),
               "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
+              "cycles_before": cycles_before, "cycles_after": cycles_done(folder),
               "command": shlex.join(cmd), "finished": now()}
     timings = _read_timings(folder) + [timing]
     with open(os.path.join(folder, "timing.json"), "w") as f:
         json.dump(timings, f, indent=2)
+
+
+def cycles_done(folder: str) -> int:
+    """How many cycles the run in ``folder`` has finished (rows of its metrics.csv)."""
+    path = os.path.join(folder, "metrics.csv")
+    return len(read_metrics_csv(path)) if os.path.isfile(path) else 0
+
+
+def process_spans(folder: str) -> list[tuple[int, int, dict]]:
+    """(cycles before, cycles after, timing) for each finished process of a run.
+
+    Entries written before the spans were recorded lack them: a run that never resumed
+    (no "resuming after cycle" in its stdout.txt) ran in that one process; otherwise the
+    last process started after the last resume the log shows and ran to the end.
+    """
+    timing = _read_timings(folder)
+    if all("cycles_before" in t for t in timing):
+        return [(t["cycles_before"], t["cycles_after"], t) for t in timing]
+    log_path = os.path.join(folder, "stdout.txt")
+    resumes = []
+    if os.path.isfile(log_path):
+        with open(log_path, errors="replace") as f:
+            resumes = [int(m) for m in re.findall(r"resuming after cycle (\d+)", f.read())]
+    if len(timing) != 1:
+        return []  # several unlabelled processes: which cycles each ran is unknown
+    return [(resumes[-1] if resumes else 0, cycles_done(folder), timing[0])]
+
+
+def whole_run_timing(folder: str) -> tuple[float, float] | None:
+    """(wall seconds, peak RSS GB) when the timed processes ran every cycle of the run.
+
+    None where a process left no timing (killed, or a session ended): its wall clock is
+    lost, and the sum of the timed processes would pass for the whole run.
+    """
+    spans = process_spans(folder)
+    expected = 0
+    for before, after, _ in spans:
+        if before != expected:
+            return None
+        expected = after
+    if not spans or expected != cycles_done(folder):
+        return None
+    return (sum(t["wall_seconds"] for _, _, t in spans),
+            max(t["peak_rss_gb"] for _, _, t in spans))
 
 
 def _read_timings(folder: str) -> list[dict]:
@@ -278,21 +324,24 @@ def main_table() -> str:
 def run_time(method: str, seed: str, model: str = "sasrec") -> tuple[float, str, str]:
     """(minutes, how they were counted, peak RSS) of the cycles a table reads from a run.
 
-    A run that ran exactly those cycles and finished has its own wall clock and peak RSS
-    (timing.json). Otherwise (unfinished, or a longer run read for its first cycles) the
-    minutes are the sum of its cycles' phase times from metrics.csv, and no RSS is given.
+    A run that ran exactly those cycles, every one in a timed process, has its wall clock
+    and peak RSS (timing.json). Otherwise (unfinished, a process killed on the way, or a
+    longer run read for its first cycles) the minutes are the sum of its cycles' phase
+    times from metrics.csv, and the RSS is that of the timed processes, with their cycles.
     """
     folder = run_dir(method, seed, model)
-    timing = _read_timings(folder)
-    path = os.path.join(folder, "metrics.csv")
-    total_cycles = len(read_metrics_csv(path)) if os.path.isfile(path) else 0
-    if timing and (not FLAGS.cycles or total_cycles <= FLAGS.cycles):
-        minutes = sum(t["wall_seconds"] for t in timing) / 60
-        return minutes, "", f"{max(t['peak_rss_gb'] for t in timing):.2f} GB"
+    total_cycles = cycles_done(folder)
+    whole = whole_run_timing(folder)
+    if whole and (not FLAGS.cycles or total_cycles <= FLAGS.cycles):
+        return whole[0] / 60, "", f"{whole[1]:.2f} GB"
     cycles = cycle_timings(method, seed, model)
     minutes = sum(sum(c[1:]) for c in cycles.values()) / 60
-    longer = bool(cycles) and total_cycles > max(cycles)
-    return minutes, "its cycles" if longer else "unfinished; its cycles so far", "-"
+    if cycles and total_cycles > max(cycles):
+        return minutes, "its cycles", "-"
+    spans = [(b, a, t) for b, a, t in process_spans(folder) if a > b]
+    rss = "; ".join(f"{t['peak_rss_gb']:.2f} GB (cycles {b + 1}-{a})" for b, a, t in spans)
+    how = "sum of phases" if total_cycles >= (FLAGS.cycles or 0) else "unfinished; phases so far"
+    return minutes, how, rss or "-"
 
 
 def cycle_timings(method: str, seed: str, model: str = "sasrec") -> dict[int, tuple]:
