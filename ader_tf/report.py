@@ -78,19 +78,33 @@ def table(runs: dict[str, Run]) -> str:
     return "\n".join(lines)
 
 
-def plot(runs: dict[str, Run], path: str) -> None:
-    """Recall@20 and MRR@20 per cycle of every run, in one figure."""
+def plot(runs: dict[str, Run], path: str, references: dict[str, Run] | None = None) -> None:
+    """Recall@20 and MRR@20 per cycle of every run, in one figure.
+
+    ``references`` (e.g. the paper's per-cycle values) are drawn dashed, in the colour of the
+    run of the same name, labelled "paper <name>".
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colours = {}
     for name, run in runs.items():
         cycles = sorted(run)
         for ax, key in zip(axes, ("recall20", "mrr20")):
-            ax.plot(cycles, [100 * run[c][key] for c in cycles], marker="o", label=name)
+            (line,) = ax.plot(cycles, [100 * run[c][key] for c in cycles], marker="o", label=name)
+            colours[name] = line.get_color()
+    for name, run in (references or {}).items():
+        cycles = sorted(run)
+        for ax, key in zip(axes, ("recall20", "mrr20")):
+            ax.plot(cycles, [100 * run[c][key] for c in cycles], linestyle="--",
+                    color=colours.get(name), alpha=0.7, label=f"paper {name}")
+    from matplotlib.ticker import MaxNLocator
+
     for ax, label in zip(axes, ("Recall@20 (%)", "MRR@20 (%)")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("cycle")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -432,8 +432,16 @@ def side_by_side_table() -> str:
 
 def plot(path: str) -> None:
     """Per-cycle Recall@20 and MRR@20 of every method (first seed), like the paper's figure."""
-    runs = {m: completed(m, FLAGS.seeds[0]) for m in FLAGS.methods}
-    report_plot({m: r for m, r in runs.items() if r}, path)
+    runs = {m: r for m in FLAGS.methods if (r := completed(m, FLAGS.seeds[0]))}
+    # The paper's curves only beside runs of its own length (not the 3-epoch side-by-side job).
+    full_length = FLAGS.num_epochs == flags.FLAGS["num_epochs"].default
+    paper = PAPER_PER_CYCLE.get(FLAGS.dataset, {}) if full_length else {}
+    references = {
+        m: {c: {"recall20": paper[m][0][c - 1] / 100, "mrr20": paper[m][1][c - 1] / 100}
+            for c in run if c <= len(paper[m][0])}
+        for m, run in runs.items() if m in paper
+    }
+    report_plot(runs, path, references)
 
 
 def write_section(name: str, body: str) -> None:

@@ -42,3 +42,24 @@ def test_cli_tables_runs_beside_reference(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True)
     assert "| Recall@20 | 30.00 | 40.00 |" in result.stdout
     assert os.path.isfile(tmp_path / "report.png")
+
+
+def test_plot_draws_references_dashed_in_their_runs_colour(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ader_tf import report
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to inspect it
+    ours = {1: {"recall20": 0.49, "mrr20": 0.17}, 2: {"recall20": 0.50, "mrr20": 0.18}}
+    paper = {1: {"recall20": 0.495, "mrr20": 0.177}, 2: {"recall20": 0.508, "mrr20": 0.182}}
+    report.plot({"ader": ours}, str(tmp_path / "plot.png"), references={"ader": paper})
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    recall_axis = figures[0].axes[0]
+    solid, dashed = recall_axis.get_lines()
+    assert solid.get_label() == "ader" and dashed.get_label() == "paper ader"
+    assert dashed.get_linestyle() == "--" and dashed.get_color() == solid.get_color()
+    assert list(dashed.get_ydata()) == [49.5, 50.8]
