@@ -88,6 +88,7 @@ def plot(runs: dict[str, Run], path: str, references: dict[str, Run] | None = No
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colours = {}
@@ -101,8 +102,6 @@ def plot(runs: dict[str, Run], path: str, references: dict[str, Run] | None = No
         for ax, key in zip(axes, ("recall20", "mrr20")):
             ax.plot(cycles, [100 * run[c][key] for c in cycles], linestyle="--",
                     color=colours.get(name), alpha=0.7, label=f"paper {name}")
-    from matplotlib.ticker import MaxNLocator
-
     for ax, label in zip(axes, ("Recall@20 (%)", "MRR@20 (%)")):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("cycle")

@@ -207,29 +207,29 @@ def process_spans(folder: str) -> list[tuple[int, int, dict]]:
     timing = _read_timings(folder)
     if all("cycles_before" in t for t in timing):
         return [(t["cycles_before"], t["cycles_after"], t) for t in timing]
+    if len(timing) != 1:
+        return []  # several unlabelled processes: which cycles each ran is unknown
     log_path = os.path.join(folder, "stdout.txt")
     resumes = []
     if os.path.isfile(log_path):
         with open(log_path, errors="replace") as f:
             resumes = [int(m) for m in re.findall(r"resuming after cycle (\d+)", f.read())]
-    if len(timing) != 1:
-        return []  # several unlabelled processes: which cycles each ran is unknown
     return [(resumes[-1] if resumes else 0, cycles_done(folder), timing[0])]
 
 
-def whole_run_timing(folder: str) -> tuple[float, float] | None:
-    """(wall seconds, peak RSS GB) when the timed processes ran every cycle of the run.
+def whole_run_timing(spans: list[tuple[int, int, dict]],
+                     total_cycles: int) -> tuple[float, float] | None:
+    """(wall seconds, peak RSS GB) when the timed ``spans`` ran every cycle of the run.
 
     None where a process left no timing (killed, or a session ended): its wall clock is
     lost, and the sum of the timed processes would pass for the whole run.
     """
-    spans = process_spans(folder)
     expected = 0
     for before, after, _ in spans:
         if before != expected:
             return None
         expected = after
-    if not spans or expected != cycles_done(folder):
+    if not spans or expected != total_cycles:
         return None
     return (sum(t["wall_seconds"] for _, _, t in spans),
             max(t["peak_rss_gb"] for _, _, t in spans))
@@ -331,15 +331,16 @@ def run_time(method: str, seed: str, model: str = "sasrec") -> tuple[float, str,
     """
     folder = run_dir(method, seed, model)
     total_cycles = cycles_done(folder)
-    whole = whole_run_timing(folder)
+    spans = process_spans(folder)
+    whole = whole_run_timing(spans, total_cycles)
     if whole and (not FLAGS.cycles or total_cycles <= FLAGS.cycles):
         return whole[0] / 60, "", f"{whole[1]:.2f} GB"
     cycles = cycle_timings(method, seed, model)
     minutes = sum(sum(c[1:]) for c in cycles.values()) / 60
     if cycles and total_cycles > max(cycles):
         return minutes, "its cycles", "-"
-    spans = [(b, a, t) for b, a, t in process_spans(folder) if a > b]
-    rss = "; ".join(f"{t['peak_rss_gb']:.2f} GB (cycles {b + 1}-{a})" for b, a, t in spans)
+    rss = "; ".join(f"{t['peak_rss_gb']:.2f} GB (cycles {b + 1}-{a})"
+                    for b, a, t in spans if a > b)
     how = "sum of phases" if total_cycles >= (FLAGS.cycles or 0) else "unfinished; phases so far"
     return minutes, how, rss or "-"
 
@@ -434,7 +435,7 @@ def plot(path: str) -> None:
     """Per-cycle Recall@20 and MRR@20 of every method (first seed), like the paper's figure."""
     runs = {m: r for m in FLAGS.methods if (r := completed(m, FLAGS.seeds[0]))}
     # The paper's curves only beside runs of its own length (not the 3-epoch side-by-side job).
-    full_length = FLAGS.num_epochs == flags.FLAGS["num_epochs"].default
+    full_length = FLAGS.num_epochs == FLAGS["num_epochs"].default
     paper = PAPER_PER_CYCLE.get(FLAGS.dataset, {}) if full_length else {}
     references = {
         m: {c: {"recall20": paper[m][0][c - 1] / 100, "mrr20": paper[m][1][c - 1] / 100}
