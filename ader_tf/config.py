@@ -171,6 +171,13 @@ def validate(config: Config) -> None:
         raise ValueError("--lr must be positive and --lambda_, --l2_emb non-negative")
     if config.cycles < 0:
         raise ValueError(f"--cycles must be >= 0 (0 = all), got {config.cycles}")
+    if not config.save_dir or any(sep in config.save_dir for sep in ("/", "\\")):
+        # It names one folder, <results_dir>/<DATASET>-<save_dir>; a path would nest it oddly
+        # ("DIGINETICA-runs/x"). --results_dir says where runs go.
+        raise ValueError(
+            f"--save_dir is a run name, not a path (put the folder in --results_dir); "
+            f"got {config.save_dir!r}"
+        )
     validate_model(config)
 
 
