@@ -197,12 +197,13 @@ def cycles_done(folder: str) -> int:
     return len(read_metrics_csv(path)) if os.path.isfile(path) else 0
 
 
-def process_spans(folder: str) -> list[tuple[int, int, dict]]:
+def process_spans(folder: str, total_cycles: int) -> list[tuple[int, int, dict]]:
     """(cycles before, cycles after, timing) for each finished process of a run.
 
     Entries written before the spans were recorded lack them: a run that never resumed
     (no "resuming after cycle" in its stdout.txt) ran in that one process; otherwise the
-    last process started after the last resume the log shows and ran to the end.
+    last process started after the last resume the log shows and ran to the end, the run's
+    ``total_cycles`` finished cycles (the caller has counted them already).
     """
     timing = _read_timings(folder)
     if all("cycles_before" in t for t in timing):
@@ -214,7 +215,7 @@ def process_spans(folder: str) -> list[tuple[int, int, dict]]:
     if os.path.isfile(log_path):
         with open(log_path, errors="replace") as f:
             resumes = [int(m) for m in re.findall(r"resuming after cycle (\d+)", f.read())]
-    return [(resumes[-1] if resumes else 0, cycles_done(folder), timing[0])]
+    return [(resumes[-1] if resumes else 0, total_cycles, timing[0])]
 
 
 def whole_run_timing(spans: list[tuple[int, int, dict]],
@@ -331,7 +332,7 @@ def run_time(method: str, seed: str, model: str = "sasrec") -> tuple[float, str,
     """
     folder = run_dir(method, seed, model)
     total_cycles = cycles_done(folder)
-    spans = process_spans(folder)
+    spans = process_spans(folder, total_cycles)
     whole = whole_run_timing(spans, total_cycles)
     if whole and (not FLAGS.cycles or total_cycles <= FLAGS.cycles):
         return whole[0] / 60, "", f"{whole[1]:.2f} GB"

@@ -19,7 +19,8 @@ def _run(folder, cycles: int, timings: list[dict], log: str = "") -> str:
 
 
 def _whole(folder: str):
-    return whole_run_timing(process_spans(folder), cycles_done(folder))
+    cycles = cycles_done(folder)
+    return whole_run_timing(process_spans(folder, cycles), cycles)
 
 
 def _timed(seconds: float, rss: float, **span) -> dict:
@@ -44,5 +45,5 @@ def test_an_unlabelled_entry_is_placed_by_the_log(tmp_path):
     assert _whole(one_process) == (100, 2.0)
     resumed = _run(tmp_path / "b", 16, [_timed(3606, 2.37)],
                    log="resuming after cycle 8\n...\nresuming after cycle 10\n")
-    assert [span[:2] for span in process_spans(resumed)] == [(10, 16)]
+    assert [span[:2] for span in process_spans(resumed, 16)] == [(10, 16)]
     assert _whole(resumed) is None
