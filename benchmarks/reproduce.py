@@ -8,7 +8,8 @@ same command again after a crash and finished cycles are kept), timed with wall 
 RSS. Then a section of RESULTS.md (between ``<!-- BEGIN name -->`` and ``<!-- END name -->``)
 is rewritten with the table, the paper's numbers beside ours, the command, machine and date.
 With ``--seeds=0,1,2`` and ``--reference_log=...`` it writes the per-cycle side-by-side table
-with the original's logs instead.
+with the original's logs instead; several seeds without a reference log give every seed its own
+row and column and then their mean, over the cycles all of them finished.
 """
 
 from __future__ import annotations
@@ -299,26 +300,51 @@ def backbone_table() -> str:
     return "\n".join(lines)
 
 
+def seed_runs(method: str) -> dict[str, dict[int, dict[str, float]]]:
+    """The SASRec runs of ``method`` under each --seeds that has finished cycles, by seed."""
+    return {seed: run for seed in FLAGS.seeds if (run := completed(method, seed))}
+
+
+def label(method: str, seed: str) -> str:
+    """A run's name in the tables: the method, and its seed where several are listed."""
+    return method if len(FLAGS.seeds) == 1 else f"{method} seed {seed}"
+
+
+def _means(run: dict[int, dict[str, float]], cycles: list[int]) -> dict[str, float]:
+    return {k: 100 * float(np.mean([run[c][k] for c in cycles]))
+            for k in ("recall20", "mrr20", "recall10", "mrr10")}
+
+
 def main_table() -> str:
-    """Methods as columns, paper beside ours, means over the cycles run."""
-    seed = FLAGS.seeds[0]
+    """Methods (and seeds) as rows, paper beside ours, means over the cycles run.
+
+    With several seeds, a method's seeds each get a row, then one with their mean over the
+    cycles that all of them finished.
+    """
     paper = PAPER.get(FLAGS.dataset, {})
     lines = ["| method | cycles | Recall@20 | MRR@20 | Recall@10 | MRR@10 | paper Recall@20 "
              "(16 cycles) | paper MRR@20 | wall time | peak RSS |", "|---" * 10 + "|"]
     for method in FLAGS.methods:
-        run = completed(method, seed)
-        if not run:
-            continue
-        mean = {k: 100 * float(np.mean([run[c][k] for c in run]))
-                for k in ("recall20", "mrr20", "recall10", "mrr10")}
+        runs = seed_runs(method)
         p_r20, p_mrr = paper.get(method, (PAPER_ABLATION_R20.get(method), None))
-        minutes, how, rss = run_time(method, seed)
-        wall = f"{how} {minutes:.1f} min".lstrip()
-        lines.append(
-            f"| {method} | {min(run)}-{max(run)} | {mean['recall20']:.2f} | {mean['mrr20']:.2f} "
-            f"| {mean['recall10']:.2f} | {mean['mrr10']:.2f} | {_fmt(p_r20)} | {_fmt(p_mrr)} "
-            f"| {wall} | {rss} |"
-        )
+        for seed, run in runs.items():
+            mean = _means(run, list(run))
+            minutes, how, rss = run_time(method, seed)
+            wall = f"{how} {minutes:.1f} min".lstrip()
+            lines.append(
+                f"| {label(method, seed)} | {min(run)}-{max(run)} | {mean['recall20']:.2f} "
+                f"| {mean['mrr20']:.2f} | {mean['recall10']:.2f} | {mean['mrr10']:.2f} "
+                f"| {_fmt(p_r20)} | {_fmt(p_mrr)} | {wall} | {rss} |"
+            )
+        if len(runs) > 1:
+            common = sorted(set.intersection(*(set(r) for r in runs.values())))
+            per_seed = [_means(r, common) for r in runs.values()]
+            mean = {k: float(np.mean([m[k] for m in per_seed])) for k in per_seed[0]}
+            lines.append(
+                f"| {method} mean of seeds {','.join(runs)} | {min(common)}-{max(common)} "
+                f"| {mean['recall20']:.2f} | {mean['mrr20']:.2f} | {mean['recall10']:.2f} "
+                f"| {mean['mrr10']:.2f} | {_fmt(p_r20)} | {_fmt(p_mrr)} | - | - |"
+            )
     return "\n".join(lines)
 
 
@@ -359,15 +385,21 @@ def cycle_timings(method: str, seed: str, model: str = "sasrec") -> dict[int, tu
 
 
 def cycle_timing_table() -> str:
-    """Per cycle of the first method: epochs run and the seconds of each phase."""
-    timings = cycle_timings(FLAGS.methods[0], FLAGS.seeds[0])
-    lines = [f"Per cycle ({FLAGS.methods[0]}): | cycle | epochs run | train (s) | s per epoch "
-             "| selection (s) | test (s) |", "|---" * 6 + "|"]
-    lines[0] = lines[0].split(": ", 1)[1]
-    for cycle, (epochs, train, selection, test) in sorted(timings.items()):
-        lines.append(f"| {cycle} | {epochs} | {train:.0f} | {train / max(epochs, 1):.1f} "
-                     f"| {selection:.1f} | {test:.1f} |")
-    return "\n".join(lines)
+    """Per cycle of the first method (each seed): epochs run and the seconds of each phase."""
+    tables = []
+    for seed in FLAGS.seeds:
+        timings = cycle_timings(FLAGS.methods[0], seed)
+        if not timings:
+            continue
+        lines = ["| cycle | epochs run | train (s) | s per epoch | selection (s) | test (s) |",
+                 "|---" * 6 + "|"]
+        if len(FLAGS.seeds) > 1:
+            lines.insert(0, f"Seed {seed}:\n")
+        for cycle, (epochs, train, selection, test) in sorted(timings.items()):
+            lines.append(f"| {cycle} | {epochs} | {train:.0f} | {train / max(epochs, 1):.1f} "
+                         f"| {selection:.1f} | {test:.1f} |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
 
 
 def _fmt(value: float | None) -> str:
@@ -375,28 +407,47 @@ def _fmt(value: float | None) -> str:
 
 
 def per_cycle_table() -> str:
-    """Per-cycle Recall@20 / MRR@20 of every method (first seed), the paper's beside each."""
-    seed = FLAGS.seeds[0]
-    runs = {m: r for m in FLAGS.methods if (r := completed(m, seed))}
+    """Per-cycle Recall@20 / MRR@20 of every method, the paper's beside each.
+
+    With several seeds, each seed has a column, then their mean (over the cycles all of them
+    finished), then the paper.
+    """
     paper = PAPER_PER_CYCLE.get(FLAGS.dataset, {})
-    cycles = sorted({c for r in runs.values() for c in r})
-    header = "| cycle | " + " | ".join(
-        f"{m} R@20 / MRR@20 | paper {m}" if m in paper else f"{m} R@20 / MRR@20" for m in runs
-    ) + " |"
-    lines = [header, "|---" * (1 + len(runs) + sum(m in paper for m in runs)) + "|"]
+    columns: list[tuple[str, list[dict], str | None]] = []  # (header, runs averaged, paper of)
+    for method in FLAGS.methods:
+        runs = seed_runs(method)
+        columns += [(f"{label(method, seed)} R@20 / MRR@20", [run], None)
+                    for seed, run in runs.items()]
+        if len(runs) > 1:
+            columns.append((f"{method} mean of seeds {','.join(runs)}", list(runs.values()),
+                            None))
+        if runs and method in paper:
+            columns.append((f"paper {method}", list(runs.values()), method))
+    cycles = sorted({c for _, runs, _ in columns for r in runs for c in r})
+    lines = ["| cycle | " + " | ".join(h for h, _, _ in columns) + " |",
+             "|---" * (1 + len(columns)) + "|"]
     for c in cycles + ["mean"]:
         cells = []
-        for m, r in runs.items():
-            shown = [k for k in r if c == "mean" or k == c]
-            ours = (f"{100 * np.mean([r[k]['recall20'] for k in shown]):.2f} / "
-                    f"{100 * np.mean([r[k]['mrr20'] for k in shown]):.2f}") if shown else "-"
-            cells.append(ours)
-            if m in paper:
-                ks = [k for k in (sorted(r) if c == "mean" else [c]) if 1 <= k <= 16]
-                cells.append(f"{np.mean([paper[m][0][k - 1] for k in ks]):.2f} / "
-                             f"{np.mean([paper[m][1][k - 1] for k in ks]):.2f}" if ks else "-")
-        label = f"mean of cycles {min(cycles)}-{max(cycles)}" if c == "mean" else c
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        for _, runs, paper_of in columns:
+            common = sorted(set.intersection(*(set(r) for r in runs)))
+            shown = common if c == "mean" else [c] if c in common else []
+            if paper_of is not None:
+                ks = [k for k in shown if 1 <= k <= 16]
+                values = paper[paper_of]
+                cells.append(f"{np.mean([values[0][k - 1] for k in ks]):.2f} / "
+                             f"{np.mean([values[1][k - 1] for k in ks]):.2f}" if ks else "-")
+                continue
+            cells.append(
+                f"{100 * np.mean([np.mean([r[k]['recall20'] for k in shown]) for r in runs]):.2f}"
+                f" / {100 * np.mean([np.mean([r[k]['mrr20'] for k in shown]) for r in runs]):.2f}"
+                if shown else "-")
+        if c == "mean":  # a column over fewer cycles than the row's says which
+            for i, (_, runs, _) in enumerate(columns):
+                common = sorted(set.intersection(*(set(r) for r in runs)))
+                if common and common != cycles:
+                    cells[i] += f" (cycles {min(common)}-{max(common)})"
+        name = f"mean of cycles {min(cycles)}-{max(cycles)}" if c == "mean" else c
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -433,15 +484,18 @@ def side_by_side_table() -> str:
 
 
 def plot(path: str) -> None:
-    """Per-cycle Recall@20 and MRR@20 of every method (first seed), like the paper's figure."""
-    runs = {m: r for m in FLAGS.methods if (r := completed(m, FLAGS.seeds[0]))}
+    """Per-cycle Recall@20 and MRR@20 of every method and seed, like the paper's figure."""
+    runs = {label(m, seed): r for m in FLAGS.methods for seed, r in seed_runs(m).items()}
     # The paper's curves only beside runs of its own length (not the 3-epoch side-by-side job).
     full_length = FLAGS.num_epochs == FLAGS["num_epochs"].default
     paper = PAPER_PER_CYCLE.get(FLAGS.dataset, {}) if full_length else {}
+    cycles = {m: sorted({c for r in seed_runs(m).values() for c in r}) for m in FLAGS.methods}
     references = {
-        m: {c: {"recall20": paper[m][0][c - 1] / 100, "mrr20": paper[m][1][c - 1] / 100}
-            for c in run if c <= len(paper[m][0])}
-        for m, run in runs.items() if m in paper
+        # Named like the run where there is one run per method, so it takes the run's colour.
+        label(m, FLAGS.seeds[0]) if len(FLAGS.seeds) == 1 else m: {
+            c: {"recall20": paper[m][0][c - 1] / 100, "mrr20": paper[m][1][c - 1] / 100}
+            for c in cycles[m] if c <= len(paper[m][0])}
+        for m in FLAGS.methods if m in paper and cycles[m]
     }
     report_plot(runs, path, references)
 

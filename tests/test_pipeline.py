@@ -5,6 +5,7 @@ import numpy as np
 from ader_tf.data.examples import Examples
 from ader_tf.data.pipeline import (
     evaluation_batches,
+    evaluation_dataset,
     exemplars_per_batch,
     training_batches,
     training_dataset,
@@ -63,3 +64,12 @@ def test_evaluation_batches_sorted_by_length(rng):
     widths = [f["item_ids"].shape[1] for f, _ in evaluation_batches(ex, 8)]
     assert widths == sorted(widths)
     assert sum(len(t) for _, t in evaluation_batches(ex, 8)) == 50
+
+
+def test_datasets_run_without_autotuning(rng):
+    """With autotuning on, closing an epoch's iterator waits out tf.data's model-thread sleep
+    (up to tens of seconds of idle CPU per epoch; benchmarks/iterator_close.py)."""
+    train = _examples(rng, 40)
+    for dataset in (training_dataset(train, 16, 0), evaluation_dataset(train, 16)):
+        assert dataset.options().autotune.enabled is False
+        assert sum(len(t) for _, t in dataset) == 40

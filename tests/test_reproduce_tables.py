@@ -1,0 +1,76 @@
+"""benchmarks/reproduce.py: several seeds get a row and a column each, then their mean."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from benchmarks import reproduce
+
+
+@pytest.fixture(autouse=True)
+def _flags_parsed():
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+def _run(results_dir, seed: str, recall20: list[float]) -> None:
+    """A finished SASRec ADER run of DIGINETICA: one timed process, MRR@20 = Recall@20 / 3."""
+    folder = results_dir / f"DIGINETICA-ader-seed{seed}"
+    folder.mkdir(parents=True)
+    rows = "".join(f"{c},{r / 3},{r},{r / 4},{r / 2}\n" for c, r in enumerate(recall20, 1))
+    (folder / "metrics.csv").write_text("cycle,mrr20,recall20,mrr10,recall10\n" + rows)
+    (folder / "timing.json").write_text(json.dumps(
+        [{"wall_seconds": 600, "peak_rss_gb": 2.0, "cycles_before": 0,
+          "cycles_after": len(recall20)}]))
+    (folder / "stdout.txt").write_text("")
+
+
+def _paper(cycles: list[int]) -> str:
+    recall, mrr = reproduce.PAPER_PER_CYCLE["DIGINETICA"]["ader"]
+    return (f"{np.mean([recall[c - 1] for c in cycles]):.2f} / "
+            f"{np.mean([mrr[c - 1] for c in cycles]):.2f}")
+
+
+def _cells(table: str, first: str) -> list[str]:
+    row = next(line for line in table.splitlines() if line.startswith(f"| {first} |"))
+    return [cell.strip() for cell in row.strip("|").split("|")][1:]
+
+
+def test_two_seeds_get_a_column_each_and_their_mean_over_shared_cycles(tmp_path):
+    _run(tmp_path, "0", [0.50, 0.52, 0.54])
+    _run(tmp_path, "1", [0.40, 0.44])  # unfinished: two cycles so far
+    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
+                             seeds=["0", "1"], cycles=0):
+        table = reproduce.per_cycle_table()
+        header = table.splitlines()[0]
+        assert header == ("| cycle | ader seed 0 R@20 / MRR@20 | ader seed 1 R@20 / MRR@20 "
+                          "| ader mean of seeds 0,1 | paper ader |")
+        assert _cells(table, "2") == ["52.00 / 17.33", "44.00 / 14.67", "48.00 / 16.00",
+                                      _paper([2])]
+        assert _cells(table, "3") == ["54.00 / 18.00", "-", "-", "-"]
+        # The row is over cycles 1-3; the columns that stop at cycle 2 say so.
+        assert _cells(table, "mean of cycles 1-3") == [
+            "52.00 / 17.33", "42.00 / 14.00 (cycles 1-2)", "46.50 / 15.50 (cycles 1-2)",
+            _paper([1, 2]) + " (cycles 1-2)"]
+
+        rows = reproduce.main_table()
+        assert _cells(rows, "ader seed 0")[:2] == ["1-3", "52.00"]
+        assert _cells(rows, "ader seed 1")[:2] == ["1-2", "42.00"]
+        assert _cells(rows, "ader mean of seeds 0,1")[:3] == ["1-2", "46.50", "15.50"]
+
+
+def test_one_seed_keeps_the_plain_method_names(tmp_path):
+    _run(tmp_path, "0", [0.50, 0.52])
+    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
+                             seeds=["0"], cycles=0):
+        table = reproduce.per_cycle_table()
+        assert table.splitlines()[0] == "| cycle | ader R@20 / MRR@20 | paper ader |"
+        assert _cells(table, "mean of cycles 1-2") == ["51.00 / 17.00", _paper([1, 2])]
+        rows = reproduce.main_table()
+        assert _cells(rows, "ader")[:2] == ["1-2", "51.00"]
+        assert "mean of seeds" not in rows
