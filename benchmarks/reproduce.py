@@ -413,23 +413,26 @@ def per_cycle_table() -> str:
     finished), then the paper.
     """
     paper = PAPER_PER_CYCLE.get(FLAGS.dataset, {})
-    columns: list[tuple[str, list[dict], str | None]] = []  # (header, runs averaged, paper of)
+    # (header, the runs it averages, the cycles all of them finished, whose paper values or None)
+    columns: list[tuple[str, list[dict], list[int], str | None]] = []
     for method in FLAGS.methods:
         runs = seed_runs(method)
-        columns += [(f"{label(method, seed)} R@20 / MRR@20", [run], None)
+        if not runs:
+            continue
+        common = sorted(set.intersection(*(set(r) for r in runs.values())))
+        columns += [(f"{label(method, seed)} R@20 / MRR@20", [run], sorted(run), None)
                     for seed, run in runs.items()]
         if len(runs) > 1:
             columns.append((f"{method} mean of seeds {','.join(runs)}", list(runs.values()),
-                            None))
-        if runs and method in paper:
-            columns.append((f"paper {method}", list(runs.values()), method))
-    cycles = sorted({c for _, runs, _ in columns for r in runs for c in r})
-    lines = ["| cycle | " + " | ".join(h for h, _, _ in columns) + " |",
+                            common, None))
+        if method in paper:
+            columns.append((f"paper {method}", list(runs.values()), common, method))
+    cycles = sorted({c for _, _, shared, _ in columns for c in shared})
+    lines = ["| cycle | " + " | ".join(column[0] for column in columns) + " |",
              "|---" * (1 + len(columns)) + "|"]
     for c in cycles + ["mean"]:
         cells = []
-        for _, runs, paper_of in columns:
-            common = sorted(set.intersection(*(set(r) for r in runs)))
+        for _, runs, common, paper_of in columns:
             shown = common if c == "mean" else [c] if c in common else []
             if paper_of is not None:
                 ks = [k for k in shown if 1 <= k <= 16]
@@ -442,8 +445,7 @@ def per_cycle_table() -> str:
                 f" / {100 * np.mean([np.mean([r[k]['mrr20'] for k in shown]) for r in runs]):.2f}"
                 if shown else "-")
         if c == "mean":  # a column over fewer cycles than the row's says which
-            for i, (_, runs, _) in enumerate(columns):
-                common = sorted(set.intersection(*(set(r) for r in runs)))
+            for i, (_, _, common, _) in enumerate(columns):
                 if common and common != cycles:
                     cells[i] += f" (cycles {min(common)}-{max(common)})"
         name = f"mean of cycles {min(cycles)}-{max(cycles)}" if c == "mean" else c
@@ -485,15 +487,16 @@ def side_by_side_table() -> str:
 
 def plot(path: str) -> None:
     """Per-cycle Recall@20 and MRR@20 of every method and seed, like the paper's figure."""
-    runs = {label(m, seed): r for m in FLAGS.methods for seed, r in seed_runs(m).items()}
+    by_method = {m: seed_runs(m) for m in FLAGS.methods}
+    runs = {label(m, seed): r for m, seeds in by_method.items() for seed, r in seeds.items()}
     # The paper's curves only beside runs of its own length (not the 3-epoch side-by-side job).
     full_length = FLAGS.num_epochs == FLAGS["num_epochs"].default
     paper = PAPER_PER_CYCLE.get(FLAGS.dataset, {}) if full_length else {}
-    cycles = {m: sorted({c for r in seed_runs(m).values() for c in r}) for m in FLAGS.methods}
+    cycles = {m: sorted({c for r in seeds.values() for c in r}) for m, seeds in by_method.items()}
+    # Named after the method: with one seed that is also the run's name, so the paper's curve
+    # takes the run's colour.
     references = {
-        # Named like the run where there is one run per method, so it takes the run's colour.
-        label(m, FLAGS.seeds[0]) if len(FLAGS.seeds) == 1 else m: {
-            c: {"recall20": paper[m][0][c - 1] / 100, "mrr20": paper[m][1][c - 1] / 100}
+        m: {c: {"recall20": paper[m][0][c - 1] / 100, "mrr20": paper[m][1][c - 1] / 100}
             for c in cycles[m] if c <= len(paper[m][0])}
         for m in FLAGS.methods if m in paper and cycles[m]
     }
