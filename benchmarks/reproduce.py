@@ -310,8 +310,14 @@ def label(method: str, seed: str) -> str:
     return method if len(FLAGS.seeds) == 1 else f"{method} seed {seed}"
 
 
-def _means(run: dict[int, dict[str, float]], cycles: list[int]) -> dict[str, float]:
-    return {k: 100 * float(np.mean([run[c][k] for c in cycles]))
+def shared_cycles(runs: list[dict[int, dict[str, float]]]) -> list[int]:
+    """The cycles every one of ``runs`` finished."""
+    return sorted(set.intersection(*(set(r) for r in runs)))
+
+
+def seed_mean(runs: list[dict[int, dict[str, float]]], cycles: list[int]) -> dict[str, float]:
+    """Each metric in percent: its mean over ``cycles`` in each run, then over the runs."""
+    return {k: 100 * float(np.mean([np.mean([r[c][k] for c in cycles]) for r in runs]))
             for k in ("recall20", "mrr20", "recall10", "mrr10")}
 
 
@@ -328,7 +334,7 @@ def main_table() -> str:
         runs = seed_runs(method)
         p_r20, p_mrr = paper.get(method, (PAPER_ABLATION_R20.get(method), None))
         for seed, run in runs.items():
-            mean = _means(run, list(run))
+            mean = seed_mean([run], list(run))
             minutes, how, rss = run_time(method, seed)
             wall = f"{how} {minutes:.1f} min".lstrip()
             lines.append(
@@ -337,9 +343,8 @@ def main_table() -> str:
                 f"| {_fmt(p_r20)} | {_fmt(p_mrr)} | {wall} | {rss} |"
             )
         if len(runs) > 1:
-            common = sorted(set.intersection(*(set(r) for r in runs.values())))
-            per_seed = [_means(r, common) for r in runs.values()]
-            mean = {k: float(np.mean([m[k] for m in per_seed])) for k in per_seed[0]}
+            common = shared_cycles(list(runs.values()))
+            mean = seed_mean(list(runs.values()), common)
             lines.append(
                 f"| {method} mean of seeds {','.join(runs)} | {min(common)}-{max(common)} "
                 f"| {mean['recall20']:.2f} | {mean['mrr20']:.2f} | {mean['recall10']:.2f} "
@@ -419,7 +424,7 @@ def per_cycle_table() -> str:
         runs = seed_runs(method)
         if not runs:
             continue
-        common = sorted(set.intersection(*(set(r) for r in runs.values())))
+        common = shared_cycles(list(runs.values()))
         columns += [(f"{label(method, seed)} R@20 / MRR@20", [run], sorted(run), None)
                     for seed, run in runs.items()]
         if len(runs) > 1:
@@ -440,10 +445,8 @@ def per_cycle_table() -> str:
                 cells.append(f"{np.mean([values[0][k - 1] for k in ks]):.2f} / "
                              f"{np.mean([values[1][k - 1] for k in ks]):.2f}" if ks else "-")
                 continue
-            cells.append(
-                f"{100 * np.mean([np.mean([r[k]['recall20'] for k in shown]) for r in runs]):.2f}"
-                f" / {100 * np.mean([np.mean([r[k]['mrr20'] for k in shown]) for r in runs]):.2f}"
-                if shown else "-")
+            mean = seed_mean(runs, shown) if shown else None
+            cells.append(f"{mean['recall20']:.2f} / {mean['mrr20']:.2f}" if mean else "-")
         if c == "mean":  # a column over fewer cycles than the row's says which
             for i, (_, _, common, _) in enumerate(columns):
                 if common and common != cycles:
@@ -460,7 +463,7 @@ def side_by_side_table() -> str:
     ours = [r for r in ours if r]
     refs = {os.path.basename(os.path.dirname(os.path.abspath(p))): read_training_log(p)
             for p in FLAGS.reference_log}
-    cycles = sorted(set.intersection(*(set(r) for r in ours))) if ours else []
+    cycles = shared_cycles(ours) if ours else []
     lines = ["| cycle | metric | " + " | ".join(f"original {n}" for n in refs)
              + f" | ours mean over {len(ours)} seeds | ours min-max | ours std |",
              "|---" * (5 + len(refs)) + "|"]
