@@ -24,6 +24,7 @@ from ader_tf.config import (  # noqa: E402
     STRATEGIES,
     Config,
 )
+from ader_tf.continual.methods import METHODS  # noqa: E402
 
 _D = Config()
 FLAGS = flags.FLAGS
@@ -31,6 +32,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", _D.dataset, list(DATASETS),
                   "Dataset: DIGINETICA, YOOCHOOSE or the built-in sample (the original "
                   "defaulted to DIGINETICA).")
+flags.DEFINE_enum("method", _D.method, list(METHODS),
+                  "Continual method: ader (the paper's), er, finetune, dropout, ewc, joint, lwf, "
+                  "agem, mas, derpp. --finetune/--dropout/--ewc/--joint/"
+                  "--disable_distillation are aliases of the paper's.")
 flags.DEFINE_string("save_dir", _D.save_dir, "Run name: results go to <results_dir>/"
                     "<dataset>-<save_dir>.")
 # Exemplars
@@ -100,6 +105,10 @@ flags.DEFINE_integer("knn_sample_size", _D.knn_sample_size,
                      "SKNN/V-SKNN: candidate neighbours, the most recent ones sharing an item.")
 flags.DEFINE_integer("knn_window", _D.knn_window,
                      "SKNN/V-SKNN with --finetune: how many recent periods it remembers.")
+flags.DEFINE_float("lwf_temperature", _D.lwf_temperature, "LwF: distillation temperature.")
+flags.DEFINE_float("derpp_alpha", _D.derpp_alpha, "DER++: weight of the stored-score term.")
+flags.DEFINE_float("derpp_beta", _D.derpp_beta, "DER++: weight of the exemplars' label term.")
+flags.DEFINE_integer("derpp_top_k", _D.derpp_top_k, "DER++: scores stored per exemplar.")
 
 
 def config_from_flags() -> Config:

@@ -12,13 +12,17 @@ import json
 from typing import Any
 
 DATASETS = ("DIGINETICA", "YOOCHOOSE", "sample")
-SELECTIONS = ("herding", "loss", "random")
+SELECTIONS = ("herding", "loss", "random", "reservoir")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 NEURAL_MODELS = ("sasrec", "gru4rec", "stamp", "stmp")
 KNN_MODELS = ("sknn", "vsknn")
 MODELS = NEURAL_MODELS + KNN_MODELS
 GRU4REC_TRAINING = ("prefix", "session_parallel")
 GRU4REC_LOSSES = ("bpr", "top1", "bpr_max", "top1_max", "cross_entropy")
+# The methods the original's boolean flags select; a run of one of them is fingerprinted by
+# those flags alone, so that runs started with the flags resume under --method and back.
+FLAG_METHODS = {"finetune": "finetune", "dropout": "dropout", "ewc": "ewc", "joint": "joint"}
+PAPER_METHODS = ("ader", "er", *FLAG_METHODS)
 
 # Fields that do not change any number a run produces (where it writes, how far it goes,
 # how it reports); they are left out of the fingerprint that guards resumed runs.
@@ -30,7 +34,8 @@ _NOT_FINGERPRINTED = frozenset(
 # so a run started before they existed still resumes.
 _FINGERPRINTED_IF_CHANGED = frozenset(
     {"model", "gru4rec_layers", "gru4rec_training", "gru4rec_loss", "gru4rec_n_sample",
-     "gru4rec_sample_alpha", "stamp_sigmoid", "knn_k", "knn_sample_size", "knn_window"}
+     "gru4rec_sample_alpha", "stamp_sigmoid", "knn_k", "knn_sample_size", "knn_window",
+     "lwf_temperature", "derpp_alpha", "derpp_beta", "derpp_top_k"}
 )
 
 
@@ -40,6 +45,9 @@ class Config:
 
     dataset: str = "sample"
     save_dir: str = "ADER"
+    # The continual method (see ader_tf.continual.methods); the original's --finetune,
+    # --dropout, --ewc, --joint and --disable_distillation select one of the paper's.
+    method: str = "ader"
     # Exemplars
     exemplar_size: int = 30000
     lambda_: float = 0.8
@@ -90,17 +98,15 @@ class Config:
     knn_k: int = 100
     knn_sample_size: int = 500
     knn_window: int = 1
+    # Methods beyond the paper
+    lwf_temperature: float = 2.0
+    derpp_alpha: float = 0.5
+    derpp_beta: float = 0.5
+    derpp_top_k: int = 100
 
     def __post_init__(self) -> None:
+        _resolve_method(self)
         validate(self)
-
-    @property
-    def method(self) -> str:
-        """The continual method this config runs (see ``ader_tf.continual.methods``)."""
-        for name in ("finetune", "dropout", "ewc", "joint"):
-            if getattr(self, name):
-                return name
-        return "er" if self.disable_distillation else "ader"
 
     @property
     def run_name(self) -> str:
@@ -118,8 +124,39 @@ class Config:
             if k not in _NOT_FINGERPRINTED
             and not (k in _FINGERPRINTED_IF_CHANGED and v == defaults[k].default)
         }
+        if self.method in PAPER_METHODS:  # the original's flags say it, as before --method
+            del relevant["method"]
         blob = json.dumps(relevant, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _resolve_method(config: Config) -> None:
+    """Makes ``method`` and the original's method flags agree (each names the other).
+
+    ``--finetune`` alone gives method "finetune"; ``--method=finetune`` alone sets
+    ``finetune``; likewise ER and ``--disable_distillation``.
+
+    Raises:
+        ValueError: when the flags name different methods.
+    """
+    flagged = [name for name in FLAG_METHODS if getattr(config, name)]
+    if len(flagged) > 1:
+        raise ValueError(f"choose at most one baseline; got --{' --'.join(flagged)}")
+    implied = flagged[0] if flagged else None
+    if implied is None and config.disable_distillation and config.method in ("ader", "er"):
+        implied = "er"
+    if implied is not None and config.method not in ("ader", implied):
+        raise ValueError(
+            f"--method={config.method} and --{implied if flagged else 'disable_distillation'} "
+            "name different methods; give one of them"
+        )
+    method = implied or config.method
+    # A frozen dataclass sets its normalised fields through object.__setattr__.
+    object.__setattr__(config, "method", method)
+    if method in FLAG_METHODS:
+        object.__setattr__(config, method, True)
+    if method == "er":
+        object.__setattr__(config, "disable_distillation", True)
 
 
 def validate(config: Config) -> None:
@@ -128,6 +165,10 @@ def validate(config: Config) -> None:
     Raises:
         ValueError: with a message naming the flag(s) and the value received.
     """
+    # Imported here: the methods import objectives and TensorFlow, which reading a Config
+    # (e.g. in benchmarks/reproduce.py) does not need until it is validated.
+    from ader_tf.continual.methods import METHODS, method_class
+
     if config.dataset not in DATASETS:
         raise ValueError(f"--dataset must be one of {DATASETS}, got {config.dataset!r}")
     if config.selection not in SELECTIONS:
@@ -137,26 +178,23 @@ def validate(config: Config) -> None:
             f"--distribution_strategy must be one of {STRATEGIES}, "
             f"got {config.distribution_strategy!r}"
         )
-    methods = [m for m in ("finetune", "dropout", "ewc", "joint") if getattr(config, m)]
-    if len(methods) > 1:
-        raise ValueError(f"choose at most one baseline; got --{' --'.join(methods)}")
-    if methods and methods[0] != "ewc":
-        ablations = [
-            name for name, on in (
-                ("disable_distillation", config.disable_distillation),
-                ("equal_exemplar", config.equal_exemplar),
-                ("fix_lambda", config.fix_lambda),
-                ("selection", config.selection != "herding"),
-            ) if on
-        ]
-        if ablations:
+    method = method_class(config.method)
+    method.check_config(config)
+    for other in METHODS.values():
+        changed = _changed(config, tuple(o for o in other.options if o not in method.options))
+        if changed:
             raise ValueError(
-                f"--{methods[0]} keeps no exemplars, so --{' --'.join(ablations)} has no effect"
+                f"--{' --'.join(changed)} only applies to --method={other.name}, "
+                f"not --method={config.method}"
             )
-    if config.ewc and config.disable_distillation:
-        raise ValueError("--ewc replays no exemplars, so --disable_distillation has no effect")
+    if config.lwf_temperature <= 0 or config.derpp_alpha < 0 or config.derpp_beta < 0:
+        raise ValueError(
+            "--lwf_temperature must be positive and --derpp_alpha, --derpp_beta non-negative, "
+            f"got {config.lwf_temperature}, {config.derpp_alpha}, {config.derpp_beta}"
+        )
     positive = ("exemplar_size", "num_epochs", "batch_size", "test_batch", "num_blocks",
-                "num_heads", "stop", "hidden_units", "maxlen", "export_k", "ewc_sample_num")
+                "num_heads", "stop", "hidden_units", "maxlen", "export_k", "ewc_sample_num",
+                "derpp_top_k")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"--{name} must be positive, got {getattr(config, name)}")
@@ -222,11 +260,15 @@ def validate_model(config: Config) -> None:
             f"{config.gru4rec_n_sample} and {config.gru4rec_sample_alpha}"
         )
     if config.gru4rec_training == "session_parallel":
-        if config.method not in ("finetune", "dropout", "joint"):
+        from ader_tf.continual.methods import METHODS, method_class
+
+        if not method_class(config.method).plain_loss:
+            plain = ", ".join(name for name, m in METHODS.items() if m.plain_loss)
             raise ValueError(
                 "--gru4rec_training=session_parallel trains on sampled scores of whole "
-                "sessions, so it cannot replay exemplars or add a penalty: use it with "
-                f"--finetune, --dropout or --joint (got the {config.method!r} method)"
+                "sessions, so it cannot replay exemplars or add a loss term: use it with a "
+                f"method trained on cross-entropy alone ({plain}); got the "
+                f"{config.method!r} method"
             )
         if config.distribution_strategy != "none":
             raise ValueError("--gru4rec_training=session_parallel runs on one device only")

@@ -10,7 +10,8 @@ Layout under ``<results_dir>/<DATASET>-<save_dir>/``::
     metrics.png            Recall@20 and MRR@20 per cycle
     checkpoints/cycle_<t>/epoch_<e>/   best epoch of cycle t (model + optimizer)
     exemplars/cycle_<t>.npz|.json      exemplars kept after cycle t
-    ewc/cycle_<t>.npz                  Fisher information and weights after cycle t
+    <method>/cycle_<t>.npz             what a method keeps after cycle t (EWC's and MAS's
+                                       importance and weights, DER++'s stored scores)
     saved_models/cycle_<t>/            SavedModel for serving
     tensorboard/                       scalars
 """
@@ -59,8 +60,9 @@ class RunPaths:
     def exemplars(self, cycle: int) -> str:
         return os.path.join(self.root, "exemplars", f"cycle_{cycle}")
 
-    def ewc_state(self, cycle: int) -> str:
-        return os.path.join(self.root, "ewc", f"cycle_{cycle}.npz")
+    def method_state(self, cycle: int, name: str) -> str:
+        """A method's file of ``cycle`` (e.g. EWC's Fisher information: ``ewc/cycle_3.npz``)."""
+        return os.path.join(self.root, name, f"cycle_{cycle}.npz")
 
     def saved_model(self, cycle: int) -> str:
         return os.path.join(self.root, "saved_models", f"cycle_{cycle}")

@@ -30,8 +30,9 @@ from ader_tf.continual.artifacts import (
     check_weights_stored,
     write_metrics_csv,
 )
-from ader_tf.continual.methods import MethodSpec, cycle_lambda, method_spec
+from ader_tf.continual.methods import CycleContext, Method, make_method
 from ader_tf.continual.reporting import RunLog, write_plot, write_summary
+from ader_tf.continual.teacher import frozen_teacher
 from ader_tf.data.cycles import ContinualData, CycleData
 from ader_tf.data.examples import Examples
 from ader_tf.data.periods import Sessions
@@ -41,7 +42,7 @@ from ader_tf.data.pipeline import (
 )
 from ader_tf.data.sources import resolve_period_dir
 from ader_tf.evaluation import Metrics, apply_in_order, evaluate, metrics_from_ranks
-from ader_tf.io_utils import atomic_path, write_json_atomic
+from ader_tf.io_utils import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class ContinualRunner:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.spec: MethodSpec = method_spec(config)
+        self.method: Method = make_method(config)
         self.is_knn = config.model in KNN_MODELS
         self.paths = RunPaths(os.path.join(config.results_dir, config.run_name))
         self.period_dir = resolve_period_dir(config.dataset, config.data_dir)
@@ -166,7 +167,6 @@ class ContinualRunner:
         self.model: Any = None
         self.teacher: Any = None
         self.exemplars: Examples | None = None
-        self.ewc_state: Any = None
         self.writer = tf.summary.create_file_writer(self.paths.tensorboard)
 
     # --- model lifecycle -------------------------------------------------------------
@@ -178,7 +178,7 @@ class ContinualRunner:
         keras.utils.set_random_seed(self._seed(cycle, 1))
         with self.strategy.scope():
             self.model = build_model(
-                self.config, self.num_items, self.spec.dropout_rate, self._seed(cycle, 2)
+                self.config, self.num_items, self.method.dropout_rate, self._seed(cycle, 2)
             )
         self.keeper = CheckpointKeeper(
             self.paths,
@@ -187,36 +187,21 @@ class ContinualRunner:
         )
 
     def _teacher(self, cycle: int, epoch: int, max_item: int) -> Any:
-        """The frozen model of a finished cycle (dropout off): the student as it starts this one.
+        """The frozen model of a finished cycle: the student as it starts the next one.
 
         At this point the student holds the best epoch of ``cycle`` (restored when that cycle
-        ended, or on resume), so its weights are copied. A checkpoint read into the teacher
-        alone would not do: the checkpoint reaches the encoder's sublayers only through the
-        optimizer's variable list, so such a read restores the embeddings and leaves the
-        attention blocks at their initial values, without an error. ``check_weights_stored``
-        compares every copied weight with the checkpoint.
-
-        One teacher object serves the whole run and only its weights change: a new object
-        per cycle would retrace the training step each cycle and keep the old graphs (and
-        their captured tables) alive, growing memory by tens of MB per cycle.
+        ended, or on resume), so ``frozen_teacher`` copies its weights, and every copied
+        weight is compared with the checkpoint. One teacher object serves the whole run.
         """
-        from ader_tf.models.recommender import SessionRecommender
-
-        if self.teacher is None:
-            with self.strategy.scope():
-                encoder = build_encoder(self.config, self.num_items, 0.0, 0)
-                self.teacher = SessionRecommender(encoder)
-                self.teacher.build_all(self.config.maxlen)
-            self.teacher.trainable = False
         prefix = self.keeper.prefix(cycle, epoch)
+        with self.strategy.scope():
+            self.teacher = frozen_teacher(self.model, max_item, reuse=self.teacher)
         try:
-            self.teacher.encoder.set_weights(self.model.encoder.get_weights())
             check_weights_stored(self.teacher.encoder, prefix)
         except (ValueError, AssertionError) as e:
             raise RunStateError(
                 f"{prefix}: the teacher does not hold this checkpoint's weights ({e})"
             ) from e
-        self.teacher.set_max_item(max_item)
         return self.teacher
 
     def _resume(self) -> int:
@@ -226,20 +211,31 @@ class ContinualRunner:
             return 1
         cycle = int(last["cycle"])
         log.info("resuming after cycle %d (found %s)", cycle, self.paths.file("state.json"))
+        if self.method.keeps_exemplars:
+            self.exemplars = self._load_exemplars(cycle, int(last["max_item"]))
         if self.is_knn:  # nothing trained: only the exemplars carry over
-            if self.spec.keeps_exemplars:
-                self.exemplars = self._load_exemplars(cycle, int(last["max_item"]))
             return cycle + 1
         self._fresh_model(cycle)
         self.keeper.restore(cycle, int(last["best_epoch"]))
         self.model.set_max_item(int(last["max_item"]))
-        if self.spec.keeps_exemplars:
-            self.exemplars = self._load_exemplars(cycle, int(last["max_item"]))
-        if self.spec.loss_mode == "ewc":
-            from ader_tf.continual.ewc import EWCState
-
-            self.ewc_state = EWCState.load(self.paths.ewc_state(cycle), self.model)
+        self.method.restore(self._context(cycle, None, previous=None))
         return cycle + 1
+
+    def _context(self, cycle: int, data: CycleData | None, previous: dict | None,
+                 origin: np.ndarray | None = None) -> CycleContext:
+        """What the method sees of ``cycle``; the teacher is built only if it asks."""
+
+        def teacher() -> Any:
+            if previous is None:
+                raise RunStateError(f"cycle {cycle}: there is no previous cycle to distil from")
+            return self._teacher(int(previous["cycle"]), int(previous["best_epoch"]),
+                                 int(previous["max_item"]))
+
+        return CycleContext(
+            cycle=cycle, config=self.config, model=self.model, data=data, previous=previous,
+            exemplars=self.exemplars, exemplar_origin=origin, teacher=teacher,
+            state_path=self.paths.method_state, seed=lambda salt: self._seed(cycle, salt),
+        )
 
     # --- exemplars ---------------------------------------------------------------------
 
@@ -257,8 +253,12 @@ class ContinualRunner:
         )
         return Examples(inputs, targets)
 
-    def _select_exemplars(self, cycle: int, data: CycleData) -> Examples:
-        """Picks the exemplars kept after ``cycle`` (one forward pass, then per item)."""
+    def _select_exemplars(self, cycle: int, data: CycleData) -> tuple[Examples, np.ndarray]:
+        """Picks the exemplars kept after ``cycle`` (one forward pass, then per item).
+
+        Returns them and, for each, its row in the previous exemplar set (-1: a new row).
+        """
+        new_rows = len(data.train) + len(data.valid)
         parts = [data.train, data.valid] + ([self.exemplars] if self.exemplars else [])
         candidates = Examples.concatenate(parts)
         rng = np.random.default_rng([self.config.random_seed, cycle, 3])
@@ -285,57 +285,36 @@ class ContinualRunner:
             self.paths.exemplars(cycle), chosen.inputs, chosen.targets,
             self._exemplar_metadata(cycle, data.max_item),
         )
-        return chosen
+        return chosen, np.where(index >= new_rows, index - new_rows, -1)
 
-    def _keep_exemplars(self, cycle: int, data: CycleData) -> tuple[int, float]:
-        """After testing: selects the exemplars (and EWC's Fisher) if the method keeps them.
+    def _keep_exemplars(self, cycle: int, data: CycleData, prev: dict | None) -> tuple[int, float]:
+        """After testing: selects the exemplars if the method keeps them, then runs the
+        method's end-of-cycle hook (e.g. EWC's Fisher information on them).
 
         Returns the number kept and the seconds it took.
         """
         t0 = time.time()
-        if not self.spec.keeps_exemplars:
-            return 0, time.time() - t0
-        self.exemplars = self._select_exemplars(cycle, data)
-        self.runlog.line(f"Total saved exemplar: {len(self.exemplars)}")
-        if self.spec.loss_mode == "ewc":
-            self._compute_ewc(cycle)
-        return len(self.exemplars), time.time() - t0
-
-    def _compute_ewc(self, cycle: int) -> None:
-        from ader_tf.continual.ewc import compute_fisher
-
-        rng = np.random.default_rng([self.config.random_seed, cycle, 4])
-        n = min(len(self.exemplars), self.config.ewc_sample_num)
-        sample = self.exemplars.subset(rng.choice(len(self.exemplars), n, replace=False))
-        self.ewc_state = compute_fisher(self.model, sample.inputs, sample.targets, batch_size=50)
-        with atomic_path(self.paths.ewc_state(cycle)) as tmp, open(tmp, "wb") as f:
-            self.ewc_state.save(f)
+        origin = None
+        if self.method.keeps_exemplars:
+            self.exemplars, origin = self._select_exemplars(cycle, data)
+            self.runlog.line(f"Total saved exemplar: {len(self.exemplars)}")
+        if not self.is_knn:
+            self.method.after_cycle(self._context(cycle, data, prev, origin))
+        return len(self.exemplars) if self.method.keeps_exemplars else 0, time.time() - t0
 
     # --- training ----------------------------------------------------------------------
 
-    def _configure_loss(self, cycle: int, data: CycleData, prev: dict | None) -> float:
-        """Sets this cycle's loss on the model and returns lambda_t."""
-        spec = self.spec
-        if cycle == 1 or prev is None or spec.loss_mode == "plain":
-            self.model.configure_continual("plain")
-            return 0.0
-        num_exemplars = len(self.exemplars) if self.exemplars is not None else 0
-        lam = cycle_lambda(spec, self.config, int(prev["max_item"]), data.max_item,
-                           num_exemplars, len(data.train))
-        if spec.loss_mode == "distill":
-            teacher = self._teacher(int(prev["cycle"]), int(prev["best_epoch"]),
-                                    int(prev["max_item"]))
-            self.model.configure_continual("distill", lambda_t=lam, teacher=teacher)
-        elif spec.loss_mode == "replay":
-            self.model.configure_continual("replay", lambda_t=lam)
-        else:
-            self.model.configure_continual("ewc", lambda_t=lam, ewc=self.ewc_state)
-        return lam
+    def _set_objective(self, cycle: int, data: CycleData, prev: dict | None) -> float:
+        """Sets this cycle's objective on the model; returns its weight (logged as lambda)."""
+        ctx = self._context(cycle, data, prev)
+        with self.strategy.scope():  # objectives may create variables (their weights)
+            self.model.set_objective(self.method.objective(ctx))
+        return self.method.weight(ctx)
 
     def _fit_epoch(self, cycle: int, epoch: int, data: CycleData) -> dict[str, float]:
         """One epoch of the protocol's training (prefix examples, full softmax)."""
         cfg = self.config
-        replay = self.exemplars if self.spec.replays_exemplars and cycle > 1 else None
+        replay = self.exemplars if self.method.replays_exemplars and cycle > 1 else None
         num_batches = batch_count(len(data.train), cfg.batch_size)
         dataset = training_dataset(
             data.train, cfg.batch_size, [cfg.random_seed, cycle, epoch], replay
@@ -403,10 +382,10 @@ class ContinualRunner:
 
     def run_cycle(self, cycle: int) -> dict[str, Any]:
         """Trains, tests and selects exemplars for one cycle; returns its metrics row."""
-        cfg, spec = self.config, self.spec
+        cfg = self.config
         prev = self.state.last
         self.runlog.start_cycle(cycle)
-        data = self.data.cycle(cycle, joint=spec.joint)
+        data = self.data.cycle(cycle, joint=self.method.retrains_from_scratch)
         self.runlog.line(
             f"Train set information: total number of action: {data.stats['train_clicks']}."
         )
@@ -421,15 +400,17 @@ class ContinualRunner:
             return self._run_knn_cycle(cycle, data)
         sessions = None
         if cfg.gru4rec_training == "session_parallel":
-            sessions, valid = self.data.session_split(cycle, joint=spec.joint)
+            sessions, valid = self.data.session_split(
+                cycle, joint=self.method.retrains_from_scratch
+            )
             data = dataclasses.replace(data, valid=valid)
             log.info("cycle %d: session-parallel training on %d sessions, %d validation "
                      "examples from held-out sessions", cycle, len(sessions), len(valid))
-        if self.model is None or spec.joint:
+        if self.model is None or self.method.retrains_from_scratch:
             self._fresh_model(cycle)
         self.model.set_max_item(data.max_item)
         self.model.reseed_dropout(self._seed(cycle, 5))
-        lam = self._configure_loss(cycle, data, prev)
+        lam = self._set_objective(cycle, data, prev)
 
         epochs_run, best_epoch, train_seconds = self._train_epochs(cycle, data, sessions)
 
@@ -438,7 +419,7 @@ class ContinualRunner:
         test_seconds = time.time() - t0
         self.runlog.line(test.log_line(best_epoch, "test"))
 
-        kept, selection_seconds = self._keep_exemplars(cycle, data)
+        kept, selection_seconds = self._keep_exemplars(cycle, data, prev)
 
         if cfg.export_saved_models:
             self._export(cycle)
@@ -477,15 +458,15 @@ class ContinualRunner:
         """
         from ader_tf.models.sknn import sessions_from_examples
 
-        spec = self.spec
-        if spec.joint:
+        method = self.method
+        if method.retrains_from_scratch:
             periods = list(range(cycle))
-        elif spec.name == "finetune":
+        elif not method.keeps_exemplars:
             periods = list(range(max(0, cycle - self.config.knn_window), cycle))
         else:
             periods = [cycle - 1]
         parts = [self.data.sessions(p) for p in periods]
-        if spec.keeps_exemplars and self.exemplars is not None and len(self.exemplars):
+        if method.keeps_exemplars and self.exemplars is not None and len(self.exemplars):
             parts.insert(0, sessions_from_examples(self.exemplars))
         return Sessions.concatenate(parts)
 
@@ -506,7 +487,7 @@ class ContinualRunner:
         test = metrics_from_ranks(ranks)
         test_seconds = time.time() - t0
         self.runlog.line(test.log_line(0, "test"))
-        kept, selection_seconds = self._keep_exemplars(cycle, data)
+        kept, selection_seconds = self._keep_exemplars(cycle, data, self.state.last)
         return self._cycle_row(
             cycle, data, test, epochs_run=0, best_epoch=0, lam=0.0, kept=kept,
             seconds=(memory_seconds, selection_seconds, test_seconds),

@@ -1,16 +1,13 @@
-"""Next-item recommender around a session encoder, with ADER's continual-learning losses."""
+"""Next-item recommender around a session encoder, trained on a pluggable objective."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 import tensorflow as tf
 
-if TYPE_CHECKING:
-    from ader_tf.continual.ewc import EWCState
-
-MODES = ("plain", "distill", "replay", "ewc")
+from ader_tf.objectives import CrossEntropy, Objective, StepInputs, Term
 
 _INT_MATRIX = tf.TensorSpec([None, None], tf.int32, name="item_ids")
 _INT_VECTOR = tf.TensorSpec([None], tf.int32, name="targets")
@@ -52,16 +49,23 @@ def make_optimizer(learning_rate: float = 5e-4) -> keras.optimizers.Adam:
     return FusedAdam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
 
 
-def _split_features(inputs: Any) -> tuple[tf.Tensor, tf.Tensor]:
-    """Returns (item_ids int32 [B, L], is_exemplar float32 [B]) from a features dict or ids."""
+def _split_features(inputs: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(item_ids int32 [B, L], is_exemplar float32 [B], exemplar_index int32 [B]) of a batch.
+
+    Accepts a features dict or the ids alone; absent columns mean "every row is current".
+    """
     if isinstance(inputs, dict):
         item_ids = tf.cast(inputs["item_ids"], tf.int32)
         is_exemplar = inputs.get("is_exemplar")
+        exemplar_index = inputs.get("exemplar_index")
     else:
-        item_ids, is_exemplar = tf.cast(inputs, tf.int32), None
+        item_ids, is_exemplar, exemplar_index = tf.cast(inputs, tf.int32), None, None
+    rows = tf.shape(item_ids)[:1]
     if is_exemplar is None:
-        is_exemplar = tf.zeros(tf.shape(item_ids)[:1], tf.float32)
-    return item_ids, tf.cast(is_exemplar, tf.float32)
+        is_exemplar = tf.zeros(rows, tf.float32)
+    if exemplar_index is None:
+        exemplar_index = tf.fill(rows, -1)
+    return item_ids, tf.cast(is_exemplar, tf.float32), tf.cast(exemplar_index, tf.int32)
 
 
 def dense_gradient(gradient: Any) -> Any:
@@ -73,23 +77,39 @@ def dense_gradient(gradient: Any) -> Any:
     return gradient
 
 
+class _CompiledFunctions:
+    """tf.functions by name, compiled once each.
+
+    A plain object: a dict attribute would be wrapped and tracked by Keras and TensorFlow,
+    and the functions (TensorFlow trackables) would then become part of the checkpoint graph.
+    """
+
+    def __init__(self) -> None:
+        self._functions: dict[str, Any] = {}
+
+    def get(self, name: str, fn: Any, signature: list) -> Any:
+        if name not in self._functions:
+            self._functions[name] = tf.function(fn, input_signature=signature)
+        return self._functions[name]
+
+
 @keras.saving.register_keras_serializable(package="ader_tf")
 class SessionRecommender(keras.Model):
     """Scores the next item of a session: encoder vector · item table rows 1..max_item.
 
-    The encoder is any layer with `num_items`, an `item_embeddings` weight [num_items + 1, d]
-    (row 0 = padding) and `call(item_ids, training) -> [B, d]`. Calling the model on
+    The encoder is any `SessionEncoder` (an `item_embeddings` weight [num_items + 1, d], row
+    0 = padding, and `call(item_ids, training) -> [B, d]`). Calling the model on
     `{"item_ids": ...}` (or the ids alone) returns logits [B, max_item]: column j scores item
     j + 1. `max_item` is a non-trainable variable, so growing the item universe between cycles
     needs neither a rebuild nor a retrace.
 
-    Training (`fit`) uses the loss chosen with `configure_continual`. The training step is
-    overridden (rather than `compute_loss`) because the loss is a sum of per-row terms over
-    row subsets (current rows, exemplar rows) whose sizes differ between replicas: each replica
-    divides its local sums by the *global* row counts (all-reduced), so gradients summed over
-    replicas equal the single-device gradient exactly. Keras' own step instead divides every
-    replica's loss by the replica count, which is right only for equal local batches of one
-    mean. It also needs the teacher's forward pass and metrics of the global values.
+    Training (`fit`) minimises the model's objective (`set_objective`; cross-entropy on the
+    current rows by default). The training step is overridden (rather than `compute_loss`)
+    because an objective's terms are sums over row subsets (current rows, exemplar rows) whose
+    sizes differ between replicas: each replica divides its local sums by the *global* row
+    counts (all-reduced here, in one place), so gradients summed over replicas equal the
+    single-device gradient exactly. Keras' own step divides every replica's loss by the replica
+    count instead, which is right only for equal local batches of one mean.
 
     Args:
         encoder: The session encoder (e.g. `SASRecEncoder`).
@@ -98,7 +118,7 @@ class SessionRecommender(keras.Model):
 
     def __init__(self, encoder: keras.layers.Layer, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        for attribute in ("num_items", "item_embeddings"):
+        for attribute in ("num_items", "item_embeddings"):  # TEMP-ENCODER
             if not hasattr(encoder, attribute):
                 raise ValueError(f"`encoder` must have `{attribute}`, got {encoder!r}.")
         self.encoder = encoder
@@ -111,27 +131,16 @@ class SessionRecommender(keras.Model):
             initializer=keras.initializers.Constant(encoder.num_items),
             trainable=False,
         )
-        self._lambda_t = self.add_weight(
-            name="lambda_t", shape=(), initializer="zeros", trainable=False
-        )
 
         # === Metrics ===
         self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.ce_tracker = keras.metrics.Mean(name="ce_loss")
-        self.kd_tracker = keras.metrics.Mean(name="kd_loss")
-        self.er_tracker = keras.metrics.Mean(name="er_loss")
-        self.ewc_tracker = keras.metrics.Mean(name="ewc_loss")
 
-        # Teacher, EWC state and compiled helpers are not part of this model's weights: set
-        # them without Keras/TF attribute tracking so checkpoints keep one fixed structure.
-        self._set_untracked("_mode", "plain")
-        self._set_untracked("_teacher", None)
-        self._set_untracked("_ewc", None)
-        self._set_untracked("_compiled", {})
+        # A plain Python object, not a Keras layer: Keras does not track it, so what it holds
+        # (a teacher, importance weights) never enters this model's checkpoints.
+        self._objective: Objective = CrossEntropy()
+        self._objective.build_metrics()
+        self._compiled = _CompiledFunctions()
         self.built = True
-
-    def _set_untracked(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
 
     def build(self, input_shape: Any = None) -> None:
         # Every variable is created in __init__ (the encoder builds itself too).
@@ -148,7 +157,7 @@ class SessionRecommender(keras.Model):
         if optimizer is not None and not optimizer.built:
             optimizer.build(self.trainable_variables)
 
-    # === Item universe and loss configuration ===
+    # === Item universe and objective ===
 
     @property
     def max_item(self) -> int:
@@ -166,68 +175,29 @@ class SessionRecommender(keras.Model):
         self._max_item.assign(int(max_item))
 
     @property
-    def mode(self) -> str:
-        return self._mode
+    def objective(self) -> Objective:
+        """What `fit` minimises."""
+        return self._objective
 
-    @property
-    def lambda_t(self) -> float:
-        return float(keras.ops.convert_to_numpy(self._lambda_t))
+    def set_objective(self, objective: Objective) -> None:
+        """Trains the next `fit` calls on `objective`; the optimizer and its state are kept.
 
-    @property
-    def teacher(self) -> SessionRecommender | None:
-        return self._teacher
-
-    def configure_continual(
-        self,
-        mode: str,
-        lambda_t: float = 0.0,
-        teacher: SessionRecommender | None = None,
-        ewc: EWCState | None = None,
-    ) -> None:
-        """Chooses the training loss for the next `fit` calls (PROTOCOL 2.4, 2.6).
-
-        - "plain": mean CE over the batch's current rows (every row when no row is an exemplar).
-        - "distill": plain + lambda_t * mean over exemplar rows of
-          CE(softmax(teacher logits), student logits), both over items 1..teacher.max_item.
-        - "replay": plain + lambda_t * mean one-hot CE of exemplar rows on their own targets.
-        - "ewc": plain + (lambda_t / 2) * sum F * (theta - theta_prev)^2.
-
-        `lambda_t` lives in a variable; a retrace happens only when the mode, teacher or EWC
-        state object changes (once per cycle). The optimizer and its state are kept.
-
-        Args:
-            mode: One of "plain", "distill", "replay", "ewc".
-            lambda_t: Weight of the exemplar term (replay, distill) or of the EWC penalty.
-            teacher: Frozen previous-cycle model (mode "distill"); called with training=False.
-            ewc: Fisher information and previous weights (mode "ewc"), from `compute_fisher`.
+        Setting the same object again costs nothing; a new object retraces the training step
+        once. Objectives that change a weight between cycles keep it in a variable for that.
 
         Raises:
-            ValueError: On an unknown mode or a missing/mismatched teacher or EWC state.
+            ValueError: If `objective` is not an `Objective`.
         """
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
-        if mode == "distill":
-            if teacher is None:
-                raise ValueError("mode 'distill' needs a `teacher`, got None.")
-            teacher.trainable = False
-        else:
-            teacher = None
-        if mode == "ewc":
-            if ewc is None:
-                raise ValueError("mode 'ewc' needs an `ewc` state, got None.")
-            ewc.check_matches(self.trainable_variables)
-        else:
-            ewc = None
-        if lambda_t < 0:
-            raise ValueError(f"`lambda_t` must be >= 0, got {lambda_t}.")
-        self._lambda_t.assign(float(lambda_t))
-        if (mode, teacher, ewc) != (self._mode, self._teacher, self._ewc):
-            self._set_untracked("_mode", mode)
-            self._set_untracked("_teacher", teacher)
-            self._set_untracked("_ewc", ewc)
-            # Keras rebuilds these on the next fit/evaluate: one retrace per change.
-            self.train_function = None
-            self.test_function = None
+        if not isinstance(objective, Objective):
+            raise ValueError(f"`objective` must be an Objective, got {objective!r}.")
+        if objective is self._objective:
+            return
+        with self.distribute_strategy.scope():
+            objective.build_metrics()
+        self._objective = objective
+        # Keras rebuilds these on the next fit/evaluate.
+        self.train_function = None
+        self.test_function = None
 
     def reseed_dropout(self, seed: int) -> None:
         """Sets the state of every dropout seed generator from ``seed``.
@@ -244,36 +214,26 @@ class SessionRecommender(keras.Model):
             state = generator.state
             state.assign(tf.constant([seed % 2**31, offset], dtype=state.dtype))
 
-    def frozen_copy(self) -> SessionRecommender:
-        """A frozen copy with the same weights and max_item: the next cycle's teacher."""
-        copy = self.__class__.from_config(self.get_config())
-        copy.set_weights(self.get_weights())
-        copy.trainable = False
-        return copy
-
     # === Forward ===
 
     def call(self, inputs: Any, training: bool | None = None) -> tf.Tensor:
-        item_ids, _ = _split_features(inputs)
+        item_ids, _, _ = _split_features(inputs)
         return self.score(self.encoder(item_ids, training=training))
 
     def score(self, representation: tf.Tensor) -> tf.Tensor:
         """Logits [B, max_item] of session vectors [B, d] against item rows 1..max_item.
 
-        If the encoder has `transform_scores(logits)`, its result is returned instead.
+        The encoder's `transform_scores` maps them (STAMP's optional sigmoid); losses, the
+        teacher and ranks all go through here, so they all see the same scores.
         """
         table = self.encoder.item_embeddings
         rows = tf.slice(table, [1, 0], tf.stack([tf.convert_to_tensor(self._max_item), -1]))
         logits = tf.matmul(representation, rows, transpose_b=True)
-        # An encoder may map its scores before the softmax (STAMP's sigmoid); losses, the
-        # teacher and ranks all go through here, so they all see the same scores.
-        transform = getattr(self.encoder, "transform_scores", None)
+        transform = getattr(self.encoder, "transform_scores", None)  # TEMP-ENCODER
         return logits if transform is None else transform(logits)
 
     def _compiled_fn(self, name: str, fn: Any, signature: list) -> Any:
-        if name not in self._compiled:
-            self._compiled[name] = tf.function(fn, input_signature=signature)
-        return self._compiled[name]
+        return self._compiled.get(name, fn, signature)
 
     def represent(self, item_ids: Any, training: bool = False) -> tf.Tensor:
         """Session vectors [B, d] (e.g. for herding); compiled once for any batch and width."""
@@ -295,84 +255,66 @@ class SessionRecommender(keras.Model):
         def loss_fn(ids: tf.Tensor, tgt: tf.Tensor) -> tf.Tensor:
             return _sparse_ce(tgt, self(ids, training=False))
 
-        item_ids, _ = _split_features(features)
+        item_ids, _, _ = _split_features(features)
         fn = self._compiled_fn("per_example_loss", loss_fn, [_INT_MATRIX, _INT_VECTOR])
         return fn(item_ids, tf.cast(targets, tf.int32))
 
-    def target_ranks(self, features: Any, targets: Any) -> tf.Tensor:
-        """0-based rank [B] of each target: the number of items 1..max_item scored above it."""
+    # === Training step ===
 
-        def rank_fn(ids: tf.Tensor, tgt: tf.Tensor) -> tf.Tensor:
-            logits = self(ids, training=False)
-            target_logit = tf.gather(logits, tgt - 1, batch_dims=1)
-            return tf.reduce_sum(tf.cast(logits > target_logit[:, None], tf.int32), axis=1)
+    def _step_inputs(self, data: Any, training: bool) -> StepInputs:
+        """The batch and the student's forward pass, as objectives see them."""
+        features, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
+        item_ids, is_exemplar, exemplar_index = _split_features(features)
+        targets = tf.cast(targets, tf.int32)
+        logits = self(item_ids, training=training)
+        return StepInputs(
+            model=self,
+            item_ids=item_ids,
+            targets=targets,
+            is_exemplar=tf.cast(is_exemplar > 0, tf.float32),
+            exemplar_index=exemplar_index,
+            logits=logits,
+            row_ce=_sparse_ce(targets, logits),
+            training=training,
+        )
 
-        item_ids, _ = _split_features(features)
-        fn = self._compiled_fn("target_ranks", rank_fn, [_INT_MATRIX, _INT_VECTOR])
-        return fn(item_ids, tf.cast(targets, tf.int32))
-
-    # === Losses ===
-
-    def _loss_terms(
-        self,
-        item_ids: tf.Tensor,
-        is_exemplar: tf.Tensor,
-        targets: tf.Tensor,
-        training: bool,
-    ) -> dict[str, tf.Tensor]:
-        """This replica's share of each loss term: local sums over global row counts.
+    def _shares(self, terms: dict[str, Term]) -> dict[str, tf.Tensor]:
+        """This replica's share of each term: local sums over global row counts.
 
         The shares of all replicas add up to the single-device value of each term.
         """
         context = tf.distribute.get_replica_context()
         replicas = float(context.num_replicas_in_sync) if context is not None else 1.0
+        counted = [name for name, term in terms.items() if term.count is not None]
+        counts: dict[str, tf.Tensor] = {}
+        if counted:
+            stacked = tf.stack([terms[name].count for name in counted])
+            if context is not None:
+                stacked = context.all_reduce(tf.distribute.ReduceOp.SUM, stacked)
+            counts = {name: stacked[i] for i, name in enumerate(counted)}
+        shares = {}
+        for name, term in terms.items():
+            if term.count is None:
+                # A row-free term: every replica adds 1/replicas, so the summed gradient is 1x.
+                value = term.total / replicas
+            else:
+                value = tf.math.divide_no_nan(term.total, counts[name])
+            shares[name] = value if term.weight is None else term.weight * value
+        return shares
 
-        is_exemplar = tf.cast(is_exemplar > 0, tf.float32)
-        current = 1.0 - is_exemplar
-        counts = tf.stack([tf.reduce_sum(current), tf.reduce_sum(is_exemplar)])
-        if context is not None:
-            counts = context.all_reduce(tf.distribute.ReduceOp.SUM, counts)
-        num_current, num_exemplar = counts[0], counts[1]
-
-        logits = self(item_ids, training=training)
-        row_ce = _sparse_ce(targets, logits)
-        terms = {"ce_loss": tf.math.divide_no_nan(tf.reduce_sum(row_ce * current), num_current)}
-
-        if self._mode == "replay":
-            terms["er_loss"] = self._lambda_t * tf.math.divide_no_nan(
-                tf.reduce_sum(row_ce * is_exemplar), num_exemplar
-            )
-        elif self._mode == "distill":
-            rows = tf.where(is_exemplar > 0)[:, 0]
-            teacher_logits = tf.stop_gradient(
-                self._teacher(tf.gather(item_ids, rows), training=False)
-            )
-            num_teacher_items = tf.shape(teacher_logits)[1]
-            tf.debugging.assert_less_equal(
-                num_teacher_items,
-                tf.shape(logits)[1],
-                message="the teacher scores more items than the student",
-            )
-            student_logits = tf.gather(logits, rows)[:, :num_teacher_items]
-            row_kd = tf.nn.softmax_cross_entropy_with_logits(
-                labels=tf.nn.softmax(teacher_logits), logits=student_logits
-            )
-            terms["kd_loss"] = self._lambda_t * tf.math.divide_no_nan(
-                tf.reduce_sum(row_kd), num_exemplar
-            )
-        elif self._mode == "ewc":
-            # A global term: every replica adds 1/replicas of it, so the summed gradient is 1x.
-            terms["ewc_loss"] = self._ewc.penalty(self.trainable_variables, self._lambda_t) / (
-                replicas
-            )
+    def _loss_shares(self, inputs: StepInputs) -> dict[str, tf.Tensor]:
+        """The objective's shares plus the layers' regularisation losses."""
+        shares = self._shares(self._objective.terms(inputs))
         if self.losses:
-            terms["regularization"] = tf.add_n(self.losses) / replicas
-        return terms
+            context = tf.distribute.get_replica_context()
+            replicas = float(context.num_replicas_in_sync) if context is not None else 1.0
+            shares["regularization"] = tf.add_n(self.losses) / replicas
+        return shares
 
-    def _step_metrics(self, terms: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def _step_metrics(self, shares: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         context = tf.distribute.get_replica_context()
-        total = tf.add_n(list(terms.values()))
-        values = dict(terms, loss=total)
+        loss_terms = [v for k, v in shares.items() if k not in self._objective.reference_names]
+        values = dict(shares, loss=tf.add_n(loss_terms) if loss_terms else tf.constant(0.0))
         if context is not None:
             values = {
                 name: context.all_reduce(tf.distribute.ReduceOp.SUM, value)
@@ -385,29 +327,30 @@ class SessionRecommender(keras.Model):
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
-        metrics = [self.loss_tracker, self.ce_tracker]
-        extra = {"distill": self.kd_tracker, "replay": self.er_tracker, "ewc": self.ewc_tracker}
-        if self._mode in extra:
-            metrics.append(extra[self._mode])
-        return metrics
+        return [self.loss_tracker, *self._objective.build_metrics()]
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
-        features, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
-        item_ids, is_exemplar = _split_features(features)
-        targets = tf.cast(targets, tf.int32)
         variables = self.trainable_variables
-        with tf.GradientTape() as tape:
-            terms = self._loss_terms(item_ids, is_exemplar, targets, training=True)
-            loss = tf.add_n(list(terms.values()))
+        objective = self._objective
+        with tf.GradientTape(persistent=bool(objective.reference_names)) as tape:
+            inputs = self._step_inputs(data, training=True)
+            shares = self._loss_shares(inputs)
+            loss = tf.add_n(list(shares.values()))
+            reference_shares = self._shares(objective.reference_terms(inputs))
         gradients = [dense_gradient(g) for g in tape.gradient(loss, variables)]
+        reference = None
+        if reference_shares:
+            reference_loss = tf.add_n(list(reference_shares.values()))
+            reference = [dense_gradient(g) for g in tape.gradient(reference_loss, variables)]
+        gradients = objective.adjust_gradients(gradients, reference)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        return self._step_metrics(terms)
+        return self._step_metrics(dict(shares, **reference_shares))
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
-        features, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
-        item_ids, is_exemplar = _split_features(features)
-        terms = self._loss_terms(item_ids, is_exemplar, tf.cast(targets, tf.int32), False)
-        return self._step_metrics(terms)
+        inputs = self._step_inputs(data, training=False)
+        shares = self._loss_shares(inputs)
+        return self._step_metrics(dict(shares, **self._shares(
+            self._objective.reference_terms(inputs))))
 
     # === Serialisation ===
 

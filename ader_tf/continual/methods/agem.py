@@ -1,0 +1,36 @@
+"""A-GEM (Chaudhry et al., ICLR 2019): exemplars constrain the gradient instead of the loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ader_tf.continual.methods.base import CycleContext, Method
+from ader_tf.objectives import GradientProjection, Objective, combine
+
+
+class AGEM(Method):
+    """Cross-entropy on the new period; the step is projected where it would raise the loss on
+    the exemplar rows of the batch (the episodic memory sample of the paper).
+
+    Exemplars are kept and mixed into batches as for ADER (same `--selection`,
+    `--exemplar_size`), but they enter no loss term: only the reference gradient.
+    """
+
+    name = "agem"
+    keeps_exemplars = True
+    replays_exemplars = True
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self._objective = combine(self.cross_entropy, GradientProjection())
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        for flag in ("disable_distillation", "fix_lambda"):
+            if getattr(config, flag):
+                raise ValueError(
+                    f"--method=agem has no distillation and no weight, so --{flag} has no effect"
+                )
+
+    def continual_objective(self, ctx: CycleContext) -> Objective:
+        return self._objective

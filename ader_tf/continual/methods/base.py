@@ -1,0 +1,143 @@
+"""The method interface: what a continual method keeps between cycles and trains with."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ader_tf.objectives import CrossEntropy, Objective
+
+
+@dataclasses.dataclass
+class CycleContext:
+    """What a method sees of one cycle (built by the cycle loop).
+
+    Attributes:
+        cycle: The cycle number (1-based).
+        config: The run's `Config`.
+        model: The student (`SessionRecommender`) of this cycle.
+        data: This cycle's `CycleData` (train, valid, test, max_item).
+        previous: The last finished cycle's record (``cycle``, ``max_item``, ``best_epoch``),
+            None in the first cycle.
+        exemplars: The exemplar `Examples` kept after the previous cycle; in `after_cycle`,
+            the ones just kept after this cycle. None for methods that keep none.
+        exemplar_origin: In `after_cycle`: for each kept exemplar, its row in the previous
+            exemplar set, or -1 for a row new in this cycle.
+        teacher: Returns the previous cycle's frozen model (built on first call).
+        state_path: ``state_path(cycle, name)`` is where a method keeps a file of a cycle.
+        seed: ``seed(salt)`` is this cycle's seed for one random choice.
+    """
+
+    cycle: int
+    config: Any
+    model: Any
+    data: Any
+    previous: dict[str, Any] | None
+    exemplars: Any = None
+    exemplar_origin: np.ndarray | None = None
+    teacher: Callable[[], Any] | None = None
+    state_path: Callable[[int, str], str] | None = None
+    seed: Callable[[int], int] | None = None
+
+
+class Method:
+    """A continual-learning method; subclasses live one per file in this package.
+
+    A method declares what it keeps between cycles (class attributes), which objective each
+    cycle trains with (`objective`, `weight`) and what it computes after a cycle and reloads on
+    resume (`after_cycle`, `restore`). The cycle loop does the rest the same way for all:
+    training with early stopping, testing, exemplar selection (`--selection`,
+    `--exemplar_size`) for methods that keep exemplars, the teacher, checkpoints.
+
+    Class attributes:
+        name: The `--method` name.
+        keeps_exemplars: Select exemplars after each cycle.
+        replays_exemplars: Mix the kept exemplars into the next cycle's training batches.
+        retrains_from_scratch: Start every cycle from a new model on all periods so far.
+        trains_with_dropout: Train with `--dropout_rate` (False: dropout 0).
+        plain_loss: Trains on cross-entropy alone in every cycle (so it also works with
+            training loops that have no objective, such as GRU4Rec's session-parallel one).
+        options: The config fields only this method reads (refused with other methods).
+    """
+
+    name: ClassVar[str] = ""
+    keeps_exemplars: ClassVar[bool] = False
+    replays_exemplars: ClassVar[bool] = False
+    retrains_from_scratch: ClassVar[bool] = False
+    trains_with_dropout: ClassVar[bool] = True
+    plain_loss: ClassVar[bool] = False
+    options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.cross_entropy = CrossEntropy()
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Refuses flags that make no sense with this method.
+
+        Raises:
+            ValueError: naming the flags and why.
+        """
+        if not cls.keeps_exemplars:
+            ablations = exemplar_flags_set(config)
+            if ablations:
+                raise ValueError(
+                    f"--method={cls.name} keeps no exemplars, so --{' --'.join(ablations)} has "
+                    "no effect"
+                )
+
+    @property
+    def dropout_rate(self) -> float:
+        return self.config.dropout_rate if self.trains_with_dropout else 0.0
+
+    def weight(self, ctx: CycleContext) -> float:
+        """The weight of this cycle's continual term (logged as ``lambda``); 0 if none."""
+        return 0.0
+
+    def objective(self, ctx: CycleContext) -> Objective:
+        """What this cycle trains on: cross-entropy in the first cycle, then `continual`."""
+        if ctx.previous is None:
+            return self.cross_entropy
+        return self.continual_objective(ctx)
+
+    def continual_objective(self, ctx: CycleContext) -> Objective:
+        """The objective of cycles after the first; cross-entropy unless overridden."""
+        return self.cross_entropy
+
+    def after_cycle(self, ctx: CycleContext) -> None:
+        """Computes and saves what the method keeps from a finished cycle (after exemplars)."""
+
+    def restore(self, ctx: CycleContext) -> None:
+        """Reloads what `after_cycle` saved for ``ctx.cycle`` (a resumed run)."""
+
+
+def exemplar_flags_set(config: Any) -> list[str]:
+    """The exemplar flags that differ from their default (meaningless without exemplars)."""
+    return [
+        name
+        for name, on in (
+            ("disable_distillation", config.disable_distillation),
+            ("equal_exemplar", config.equal_exemplar),
+            ("fix_lambda", config.fix_lambda),
+            ("selection", config.selection != "herding"),
+        )
+        if on
+    ]
+
+
+def adaptive_lambda(
+    lambda_base: float, max_item_prev: int, max_item: int, num_exemplars: int, num_train: int
+) -> float:
+    """lambda_t = lambda_base * sqrt((|I_{t-1}| / |I_t|) * (|E_{t-1}| / |D_t|)).
+
+    More old knowledge relative to new data (more previous items, more exemplars per new
+    example) weighs the exemplar term more.
+    """
+    if max_item <= 0 or num_train <= 0:
+        raise ValueError(f"need max_item > 0 and num_train > 0, got {max_item}, {num_train}")
+    return lambda_base * math.sqrt((max_item_prev / max_item) * (num_exemplars / num_train))

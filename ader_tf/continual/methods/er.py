@@ -1,0 +1,22 @@
+"""Experience replay: ADER's exemplars replayed on their own targets, no distillation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ader_tf.continual.methods.ader import ADER
+from ader_tf.continual.methods.base import CycleContext
+from ader_tf.objectives import Objective, Replay
+
+
+class ER(ADER):
+    """Cross-entropy on the new period plus lambda_t times cross-entropy on the exemplars.
+
+    The paper's ablation (`--disable_distillation`): same exemplars and adaptive weight.
+    """
+
+    name = "er"
+    uses_teacher = False
+
+    def exemplar_term(self, ctx: CycleContext, weight: Any) -> Objective:
+        return Replay(weight)

@@ -1,0 +1,69 @@
+"""EWC (Kirkpatrick et al., PNAS 2017) as the paper runs it: Fisher from exemplars, frozen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ader_tf.continual.importance import ImportanceState, compute_fisher
+from ader_tf.continual.methods.base import CycleContext, Method
+from ader_tf.io_utils import atomic_path
+from ader_tf.objectives import CrossEntropy, ImportancePenalty, Objective, combine
+
+
+class EWC(Method):
+    """Cross-entropy plus (lambda_ / 2) * sum F * (theta - theta_prev)^2, without dropout.
+
+    After each cycle the Fisher information is measured at the best weights on
+    `--ewc_sample_num` of the kept exemplars (the exemplars serve only as that sample), and
+    replaces the previous one: the paper's EWC, not the online variants (see MAS).
+    """
+
+    name = "ewc"
+    keeps_exemplars = True
+    trains_with_dropout = False
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.state: ImportanceState | None = None
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        if config.disable_distillation:
+            raise ValueError("--method=ewc replays no exemplars, so --disable_distillation has "
+                             "no effect")
+
+    def weight(self, ctx: CycleContext) -> float:
+        return 0.0 if ctx.previous is None else self.config.lambda_
+
+    def continual_objective(self, ctx: CycleContext) -> Objective:
+        return penalty_objective(self.cross_entropy, self.state, self.weight(ctx), ctx, "ewc_loss")
+
+    def after_cycle(self, ctx: CycleContext) -> None:
+        rng = np.random.default_rng([self.config.random_seed, ctx.cycle, 4])
+        n = min(len(ctx.exemplars), self.config.ewc_sample_num)
+        sample = ctx.exemplars.subset(rng.choice(len(ctx.exemplars), n, replace=False))
+        self.state = compute_fisher(ctx.model, sample.inputs, sample.targets, batch_size=50)
+        save_importance(self.state, ctx.state_path(ctx.cycle, "ewc"))
+
+    def restore(self, ctx: CycleContext) -> None:
+        self.state = ImportanceState.load(ctx.state_path(ctx.cycle, "ewc"), ctx.model)
+
+
+def penalty_objective(
+    cross_entropy: CrossEntropy, state: ImportanceState | None, weight: float,
+    ctx: CycleContext, name: str,
+) -> Objective:
+    """Cross-entropy plus the importance penalty of ``state`` (checked against the model)."""
+    if state is None:
+        raise ValueError(f"cycle {ctx.cycle}: no importance state from the previous cycle")
+    state.check_matches(ctx.model.trainable_variables)
+    penalty = ImportancePenalty(state.importance, state.anchor, weight, name=name)
+    return combine(cross_entropy, penalty)
+
+
+def save_importance(state: ImportanceState, path: str) -> None:
+    """Writes ``state`` to ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        state.save(f)

@@ -1,0 +1,47 @@
+"""MAS (Aljundi et al., ECCV 2018): an importance penalty whose importance accumulates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ader_tf.continual.importance import ImportanceState, compute_mas_importance
+from ader_tf.continual.methods.base import CycleContext, Method
+from ader_tf.continual.methods.ewc import penalty_objective, save_importance
+from ader_tf.objectives import Objective
+
+
+class MAS(Method):
+    """Cross-entropy plus (lambda_ / 2) * sum Omega * (theta - theta_prev)^2, without dropout.
+
+    Omega measures how much each weight moves the model's output (no labels needed), on
+    `--ewc_sample_num` of the cycle's own training examples: no exemplar is kept. Unlike the
+    paper's EWC, whose Fisher information is replaced after each cycle, Omega is summed over
+    all cycles so far (as the MAS paper accumulates it), anchored at the latest weights.
+    """
+
+    name = "mas"
+    trains_with_dropout = False
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.state: ImportanceState | None = None
+
+    def weight(self, ctx: CycleContext) -> float:
+        return 0.0 if ctx.previous is None else self.config.lambda_
+
+    def continual_objective(self, ctx: CycleContext) -> Objective:
+        return penalty_objective(self.cross_entropy, self.state, self.weight(ctx), ctx, "mas_loss")
+
+    def after_cycle(self, ctx: CycleContext) -> None:
+        rng = np.random.default_rng([self.config.random_seed, ctx.cycle, 4])
+        train = ctx.data.train
+        n = min(len(train), self.config.ewc_sample_num)
+        sample = train.subset(rng.choice(len(train), n, replace=False))
+        newer = compute_mas_importance(ctx.model, sample.inputs, batch_size=50)
+        self.state = newer if self.state is None else self.state.accumulate(newer)
+        save_importance(self.state, ctx.state_path(ctx.cycle, "mas"))
+
+    def restore(self, ctx: CycleContext) -> None:
+        self.state = ImportanceState.load(ctx.state_path(ctx.cycle, "mas"), ctx.model)

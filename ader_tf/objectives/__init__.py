@@ -1,0 +1,26 @@
+"""Training objectives: what a training step minimises, as per-term local sums and row counts.
+
+The recommender's training step asks its objective for named terms (`Term`: a local sum, the
+rows it averages over, a weight); it reduces the counts across replicas and divides in one
+place. Objectives know nothing of cycles, files or methods; continual methods compose them.
+"""
+
+from ader_tf.objectives.base import Objective, StepInputs, Term, combine
+from ader_tf.objectives.cross_entropy import CrossEntropy, Replay
+from ader_tf.objectives.distillation import Distillation
+from ader_tf.objectives.gradient_projection import GradientProjection
+from ader_tf.objectives.logit_matching import LogitMatching
+from ader_tf.objectives.penalty import ImportancePenalty
+
+__all__ = [
+    "CrossEntropy",
+    "Distillation",
+    "GradientProjection",
+    "ImportancePenalty",
+    "LogitMatching",
+    "Objective",
+    "Replay",
+    "StepInputs",
+    "Term",
+    "combine",
+]

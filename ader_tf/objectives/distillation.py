@@ -1,0 +1,71 @@
+"""Knowledge distillation from a frozen teacher's softmax over the items it knows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from ader_tf.objectives.base import Objective, StepInputs, Term
+
+ROWS = ("exemplar", "current")
+
+
+class Distillation(Objective):
+    """`weight` times the mean over some rows of CE(softmax(teacher / T), softmax(student / T)).
+
+    Both distributions are over items 1..teacher.max_item: the student's scores of items the
+    teacher never saw are left out. ADER distils on the replayed exemplar rows with T = 1;
+    LwF distils on the current period's rows with T = 2 (scaled by T^2, as Hinton et al.
+    do, so that the gradient keeps its size).
+
+    Args:
+        teacher: The frozen previous model; called with training=False and never updated.
+        weight: A float or scalar variable.
+        rows: "exemplar" or "current".
+        temperature: T > 0.
+        name: The term's name.
+    """
+
+    def __init__(
+        self,
+        teacher: Any,
+        weight: Any,
+        rows: str = "exemplar",
+        temperature: float = 1.0,
+        name: str = "kd_loss",
+    ) -> None:
+        if rows not in ROWS:
+            raise ValueError(f"`rows` must be one of {ROWS}, got {rows!r}.")
+        if temperature <= 0:
+            raise ValueError(f"`temperature` must be > 0, got {temperature}.")
+        teacher.trainable = False
+        self.teacher = teacher
+        self.weight = weight
+        self.rows = rows
+        self.temperature = float(temperature)
+        self.term_names = (name,)
+
+    def terms(self, inputs: StepInputs) -> dict[str, Term]:
+        mask = inputs.is_exemplar if self.rows == "exemplar" else inputs.current
+        rows = tf.where(mask > 0)[:, 0]
+        teacher_logits = tf.stop_gradient(
+            self.teacher(tf.gather(inputs.item_ids, rows), training=False)
+        )
+        num_teacher_items = tf.shape(teacher_logits)[1]
+        tf.debugging.assert_less_equal(
+            num_teacher_items,
+            tf.shape(inputs.logits)[1],
+            message="the teacher scores more items than the student",
+        )
+        student_logits = tf.gather(inputs.logits, rows)[:, :num_teacher_items]
+        if self.temperature != 1.0:
+            teacher_logits = teacher_logits / self.temperature
+            student_logits = student_logits / self.temperature
+        row_kd = tf.nn.softmax_cross_entropy_with_logits(
+            labels=tf.nn.softmax(teacher_logits), logits=student_logits
+        )
+        total = tf.reduce_sum(row_kd)
+        if self.temperature != 1.0:
+            total = total * self.temperature**2
+        return {self.term_names[0]: Term(total, tf.reduce_sum(mask), self.weight)}
