@@ -1,9 +1,9 @@
-"""Examples: every prefix of length >= 2, last maxlen inputs, left padding."""
+"""Examples: every prefix of length >= 2, last maxlen inputs, left padding; back to sessions."""
 
 import numpy as np
 import pytest
 
-from ader_tf.data.examples import Examples, examples_from_sessions
+from ader_tf.data.examples import Examples, examples_from_sessions, sessions_from_examples
 from ader_tf.data.periods import group_sessions
 
 
@@ -46,3 +46,9 @@ def test_small_case_by_hand():
 def test_shape_validation():
     with pytest.raises(ValueError, match="inputs must be"):
         Examples(np.zeros((3, 4), np.int32), np.zeros(2, np.int32))
+
+
+def test_sessions_from_examples():
+    exemplars = Examples(np.array([[0, 8, 9], [0, 0, 4]], np.int32), np.array([1, 5], np.int32))
+    assert sessions_from_examples(exemplars).as_lists() == [[8, 9, 1], [4, 5]]
+    assert sessions_from_examples(exemplars).as_lists() == exemplars.sessions()

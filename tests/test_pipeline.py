@@ -28,6 +28,7 @@ def test_batches_cover_epoch_once_and_are_trimmed(rng):
         width = ids.shape[1]
         assert width == max(np.count_nonzero(ids, axis=1))
         assert (features["is_exemplar"] == 0).all()
+        assert (features["exemplar_index"] == -1).all()
         full = np.zeros((len(ids), train.maxlen), np.int32)
         full[:, train.maxlen - width:] = ids  # re-padding restores the original rows
         seen.extend(zip(map(tuple, full), targets))
@@ -43,6 +44,35 @@ def test_exemplar_rows_follow_current_rows(rng):
         flags = features["is_exemplar"]
         assert flags.sum() == 45 // 4
         assert (np.diff(flags) >= 0).all()  # zeros first, then ones
+
+
+def test_exemplar_index_points_at_the_exemplar_row(rng):
+    train, exemplars = _examples(rng, 100), _examples(rng, 45)
+    batches = list(training_batches(train, 32, np.random.default_rng(0), exemplars))
+    used = []
+    for features, targets in batches:
+        index, flags = features["exemplar_index"], features["is_exemplar"]
+        ids = features["item_ids"]
+        assert index.dtype == np.int32 and index.shape == targets.shape
+        assert (index[flags == 0] == -1).all() and (index[flags == 1] >= 0).all()
+        width = ids.shape[1]
+        for row in np.flatnonzero(flags == 1):
+            assert targets[row] == exemplars.targets[index[row]]
+            np.testing.assert_array_equal(ids[row], exemplars.inputs[index[row], -width:])
+            assert not exemplars.inputs[index[row], :-width].any()  # nothing cut off
+        used.extend(index[flags == 1].tolist())
+    assert len(used) == len(set(used)) == 4 * (45 // 4)  # no exemplar twice in an epoch
+    # The draws are unchanged: one permutation of the current rows, then one of the exemplars.
+    draws = np.random.default_rng(0)
+    order, exemplar_order = draws.permutation(100), draws.permutation(45)
+    np.testing.assert_array_equal(batches[0][1][:32], train.targets[order[:32]])
+    assert used == exemplar_order[: len(used)].tolist()
+    for features, _ in evaluation_batches(train, 16):
+        assert (features["exemplar_index"] == -1).all()
+    # tf.data carries the index through (the dataset's signature declares it).
+    first, _ = next(iter(training_dataset(train, 32, 0, exemplars)))
+    assert first["exemplar_index"].dtype == "int32"
+    assert (first["exemplar_index"].numpy()[32:] >= 0).all()
 
 
 def test_exemplars_per_batch_never_zero_when_fewer_than_batches():

@@ -14,7 +14,7 @@ import pytest
 
 from ader_tf.config import Config
 from ader_tf.continual.artifacts import RunStateError
-from ader_tf.continual.exemplars import ExemplarFileError
+from ader_tf.continual.exemplar_store import ExemplarFileError
 from ader_tf.continual.runner import ContinualRunner, TrainingDivergedError, run
 from ader_tf.data.sample import SampleConfig, write_sample_dataset
 from tests.conftest import REPO_ROOT

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from ader_tf.data.examples import Examples
 from ader_tf.data.periods import Sessions
-from ader_tf.models.sknn import (
-    SessionKNN,
-    position_weights,
-    sessions_from_examples,
-    step_decay,
-)
+from ader_tf.models.sknn import SessionKNN, position_weights, step_decay
 
 # Memory in time order (index = recency). Items 1..9.
 TOY = [[1, 2, 3], [2, 4], [1, 2, 5, 6], [3, 7], [8, 9]]
@@ -198,13 +194,22 @@ def test_ranks_break_ties_at_random():
         knn.target_ranks(Examples(examples.inputs[:1], np.array([10], np.int32)), max_item=9)
 
 
-# === Exemplars as sessions ===
+# === Inputs by shape, not by type ===
 
 
-def test_sessions_from_examples():
-    exemplars = Examples(np.array([[0, 8, 9], [0, 0, 4]], np.int32), np.array([1, 5], np.int32))
-    assert sessions_from_examples(exemplars).as_lists() == [[8, 9, 1], [4, 5]]
-    assert sessions_from_examples(exemplars).as_lists() == exemplars.sessions()
+def test_plain_arrays_work_as_memory_and_examples():
+    # Anything with the protocols' attributes will do: the model needs no data classes.
+    memory = as_sessions(TOY)
+    plain_memory = SimpleNamespace(items=memory.items.copy(), lengths=memory.lengths.copy())
+    inputs, targets = padded([[1, 2], [3], [8]], 4), np.array([5, 7, 9], np.int32)
+    knn, plain = SessionKNN(k=2).fit(memory), SessionKNN(k=2).fit(plain_memory)
+    np.testing.assert_array_equal(plain.scores(inputs, 9), knn.scores(inputs, 9))
+    np.testing.assert_array_equal(
+        plain.target_ranks(SimpleNamespace(inputs=inputs, targets=targets), 9, seed=1),
+        knn.target_ranks(Examples(inputs, targets), 9, seed=1),
+    )
+    with pytest.raises(ValueError, match="sum to the 3 items"):
+        SessionKNN().fit(SimpleNamespace(items=np.array([1, 2, 3]), lengths=np.array([1, 1])))
 
 
 @pytest.mark.parametrize(

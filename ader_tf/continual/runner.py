@@ -21,7 +21,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from ader_tf.config import KNN_MODELS, Config
-from ader_tf.continual import exemplars as exemplar_io
+from ader_tf.continual import exemplar_selection, exemplar_store
 from ader_tf.continual.artifacts import (
     CheckpointKeeper,
     RunPaths,
@@ -248,7 +248,7 @@ class ContinualRunner:
         }
 
     def _load_exemplars(self, cycle: int, max_item: int) -> Examples:
-        inputs, targets, _ = exemplar_io.load_exemplars(
+        inputs, targets, _ = exemplar_store.load_exemplars(
             self.paths.exemplars(cycle), expected=self._exemplar_metadata(cycle, max_item)
         )
         return Examples(inputs, targets)
@@ -262,7 +262,7 @@ class ContinualRunner:
         parts = [data.train, data.valid] + ([self.exemplars] if self.exemplars else [])
         candidates = Examples.concatenate(parts)
         rng = np.random.default_rng([self.config.random_seed, cycle, 3])
-        quotas = exemplar_io.exemplar_quotas(
+        quotas = exemplar_selection.exemplar_quotas(
             candidates.targets, self.config.exemplar_size, data.max_item,
             self.config.equal_exemplar, rng,
         )
@@ -277,11 +277,11 @@ class ContinualRunner:
             losses = apply_in_order(
                 self.model.per_example_loss, candidates, batch, "Scoring candidates"
             )
-        index = exemplar_io.select_exemplars(
+        index = exemplar_selection.select_exemplars(
             candidates.targets, quotas, self.config.selection, reps=reps, losses=losses, rng=rng
         )
         chosen = candidates.subset(index)
-        exemplar_io.save_exemplars(
+        exemplar_store.save_exemplars(
             self.paths.exemplars(cycle), chosen.inputs, chosen.targets,
             self._exemplar_metadata(cycle, data.max_item),
         )
@@ -325,7 +325,7 @@ class ContinualRunner:
 
     def _session_parallel_trainer(self, cycle: int) -> Any:
         """GRU4Rec's own trainer on this cycle's model (its optimizer and state included)."""
-        from ader_tf.models.session_parallel import SessionParallelTrainer
+        from ader_tf.continual.session_parallel import SessionParallelTrainer
 
         cfg = self.config
         return SessionParallelTrainer(
@@ -456,7 +456,7 @@ class ContinualRunner:
         --joint: every training period; --finetune: the last ``knn_window`` ones; ER with
         random selection: the previous exemplars' sessions, then the last period.
         """
-        from ader_tf.models.sknn import sessions_from_examples
+        from ader_tf.data.examples import sessions_from_examples
 
         method = self.method
         if method.retrains_from_scratch:

@@ -87,6 +87,20 @@ def examples_from_sessions(sessions: Sessions, maxlen: int) -> Examples:
     return _gather_examples(sessions.items, target_pos, session_start, maxlen)
 
 
+def sessions_from_examples(examples: Examples) -> Sessions:
+    """Each example as a session: its non-zero inputs followed by its target.
+
+    The session-kNN models remember exemplars this way; ``Examples.sessions`` gives the same
+    sessions as Python lists.
+    """
+    grid = np.concatenate([examples.inputs, examples.targets[:, None]], axis=1)
+    mask = grid != 0
+    lengths = mask.sum(axis=1)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return Sessions(items=grid[mask].astype(np.int32), offsets=offsets)
+
+
 def _gather_examples(
     items: np.ndarray, target_pos: np.ndarray, session_start: np.ndarray, maxlen: int
 ) -> Examples:

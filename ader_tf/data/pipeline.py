@@ -6,10 +6,12 @@ the model computes exactly what it would on 50-wide rows.
 
 Batch structure (shared by training and evaluation)::
 
-    features = {"item_ids": int32 [B, L], "is_exemplar": float32 [B]}
+    features = {"item_ids": int32 [B, L], "is_exemplar": float32 [B], "exemplar_index": int32 [B]}
     targets  = int32 [B]
 
-Current-period rows come first, exemplar rows (``is_exemplar == 1``) after them.
+Current-period rows come first, exemplar rows (``is_exemplar == 1``) after them. An exemplar
+row's ``exemplar_index`` is its row in the exemplar set, so a method can look up values it
+stored per exemplar (teacher logits, say); current-period and evaluation rows have -1.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def batch_signature() -> tuple[dict[str, tf.TensorSpec], tf.TensorSpec]:
         {
             "item_ids": tf.TensorSpec([None, None], tf.int32),
             "is_exemplar": tf.TensorSpec([None], tf.float32),
+            "exemplar_index": tf.TensorSpec([None], tf.int32),
         },
         tf.TensorSpec([None], tf.int32),
     )
@@ -57,16 +60,28 @@ def batch_count(num_examples: int, batch_size: int) -> int:
     return -(-num_examples // batch_size)
 
 
-def _assemble(rows: Examples, exemplar_rows: Examples | None) -> Batch:
-    """Stacks current and exemplar rows, trimmed to the batch's longest input."""
-    parts = [rows] if exemplar_rows is None or len(exemplar_rows) == 0 else [rows, exemplar_rows]
+def _assemble(
+    rows: Examples,
+    exemplars: Examples | None = None,
+    exemplar_index: np.ndarray | None = None,
+) -> Batch:
+    """One batch: the current rows, then the exemplar rows at ``exemplar_index``.
+
+    Columns are trimmed to the batch's longest input; ``exemplar_index`` is -1 on current rows.
+    """
+    parts = [rows]
+    if exemplars is not None and exemplar_index is not None and len(exemplar_index):
+        parts.append(exemplars.subset(exemplar_index))
     inputs = np.concatenate([p.inputs for p in parts])
     targets = np.concatenate([p.targets for p in parts]).astype(np.int32)
     is_exemplar = np.zeros(len(targets), dtype=np.float32)
     is_exemplar[len(rows):] = 1.0
+    index = np.full(len(targets), -1, dtype=np.int32)  # -1: not an exemplar row
+    if len(parts) > 1:
+        index[len(rows):] = exemplar_index
     width = max(int(np.count_nonzero(inputs, axis=1).max(initial=1)), 1)
     item_ids = np.ascontiguousarray(inputs[:, inputs.shape[1] - width:], dtype=np.int32)
-    return {"item_ids": item_ids, "is_exemplar": is_exemplar}, targets
+    return {"item_ids": item_ids, "is_exemplar": is_exemplar, "exemplar_index": index}, targets
 
 
 def training_batches(
@@ -75,7 +90,10 @@ def training_batches(
     rng: np.random.Generator,
     exemplars: Examples | None = None,
 ) -> Iterator[Batch]:
-    """One epoch of shuffled training batches, each with its share of shuffled exemplars."""
+    """One epoch of shuffled training batches, each with its share of shuffled exemplars.
+
+    Each batch's ``exemplar_index`` gives its exemplar rows' positions in ``exemplars``.
+    """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     order = rng.permutation(len(train))
@@ -88,10 +106,7 @@ def training_batches(
     ex_starts = np.concatenate([[0], np.cumsum(counts)])
     for b in range(num_batches):
         rows = train.subset(order[b * batch_size:(b + 1) * batch_size])
-        ex_rows = None
-        if counts[b]:
-            ex_rows = exemplars.subset(exemplar_order[ex_starts[b]:ex_starts[b + 1]])
-        yield _assemble(rows, ex_rows)
+        yield _assemble(rows, exemplars, exemplar_order[ex_starts[b]:ex_starts[b + 1]])
 
 
 def evaluation_batches(examples: Examples, batch_size: int) -> Iterator[Batch]:
@@ -104,7 +119,7 @@ def evaluation_batches(examples: Examples, batch_size: int) -> Iterator[Batch]:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     order = evaluation_order(examples)
     for lo in range(0, len(examples), batch_size):
-        yield _assemble(examples.subset(order[lo:lo + batch_size]), None)
+        yield _assemble(examples.subset(order[lo:lo + batch_size]))
 
 
 def evaluation_order(examples: Examples) -> np.ndarray:

@@ -36,11 +36,10 @@ Choices that differ from session-rec, all documented where they are made:
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import scipy.sparse as sp
-
-from ader_tf.data.examples import Examples
-from ader_tf.data.periods import Sessions
 
 WEIGHTINGS = ("same", "linear", "div", "log", "quadratic")
 SIMILARITIES = ("cosine", "jaccard")
@@ -48,6 +47,42 @@ SIMILARITIES = ("cosine", "jaccard")
 # Float64 sums of distinct powers 2^0..2^51 are exact, so one product finds, for up to 52 click
 # positions at a time, the most recent shared click (the highest power in the sum).
 _POS_BITS = 52
+
+
+# === What the model reads from its inputs ===
+
+
+class SessionsLike(Protocol):
+    """A memory of sessions: one flat item array and the length of each session.
+
+    The data package's ``Sessions`` fits; the protocol is declared here so that the model
+    needs nothing from the data code.
+
+    Attributes:
+        items: int [num_clicks] item ids (>= 1), sessions concatenated in time order.
+        lengths: int [num_sessions] clicks of each session.
+    """
+
+    @property
+    def items(self) -> np.ndarray: ...
+
+    @property
+    def lengths(self) -> np.ndarray: ...
+
+
+class ExamplesLike(Protocol):
+    """Current sessions and their next items; the data package's ``Examples`` fits.
+
+    Attributes:
+        inputs: int [N, L] current sessions, left-padded with 0.
+        targets: int [N] the item that followed each session.
+    """
+
+    @property
+    def inputs(self) -> np.ndarray: ...
+
+    @property
+    def targets(self) -> np.ndarray: ...
 
 
 # === Position weights (session-rec vsknn.py) ===
@@ -163,18 +198,24 @@ class SessionKNN:
 
     # --- Memory ---
 
-    def fit(self, sessions: Sessions) -> SessionKNN:
+    def fit(self, sessions: SessionsLike) -> SessionKNN:
         """Sets the memory of past sessions (time order: later = more recent); returns self."""
         return self.set_memory(sessions)
 
-    def set_memory(self, sessions: Sessions) -> SessionKNN:
+    def set_memory(self, sessions: SessionsLike) -> SessionKNN:
         """Builds the session x item binary matrix and the (truncated) item -> sessions index."""
         items = np.asarray(sessions.items, dtype=np.int64)
         if items.size and items.min() < 1:
             raise ValueError(f"memory item ids must be >= 1, got {int(items.min())}")
-        num_sessions = len(sessions)
+        lengths = np.asarray(sessions.lengths, dtype=np.int64)
+        if lengths.ndim != 1 or lengths.sum() != items.size:
+            raise ValueError(
+                f"session lengths must be 1-D and sum to the {items.size} items, got "
+                f"shape {lengths.shape} summing to {int(lengths.sum())}"
+            )
+        num_sessions = len(lengths)
         num_cols = int(items.max(initial=0)) + 1  # column 0 (padding) stays empty
-        rows = np.repeat(np.arange(num_sessions), sessions.lengths)
+        rows = np.repeat(np.arange(num_sessions), lengths)
         memory = sp.csr_matrix(
             (np.ones(len(items)), (rows, items)), shape=(num_sessions, num_cols)
         )
@@ -217,7 +258,7 @@ class SessionKNN:
         return out
 
     def target_ranks(
-        self, examples: Examples, max_item: int, batch_size: int = 512, seed: int = 0
+        self, examples: ExamplesLike, max_item: int, batch_size: int = 512, seed: int = 0
     ) -> np.ndarray:
         """0-based rank of each target among items 1..max_item, in ``examples`` order.
 
@@ -410,16 +451,3 @@ def _ranks_from_sparse(
     # every item that scores 0 (stored zeros and absent columns alike).
     ties = np.where(target_scores > 0, equal - 1, max_item - num_positive - 1)
     return above.astype(np.int64), np.maximum(ties, 0).astype(np.int64)
-
-
-# === Sessions from exemplars (the continual loop's memory) ===
-
-
-def sessions_from_examples(examples: Examples) -> Sessions:
-    """Each example as a session: its non-zero inputs followed by its target."""
-    grid = np.concatenate([examples.inputs, examples.targets[:, None]], axis=1)
-    mask = grid != 0
-    lengths = mask.sum(axis=1)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return Sessions(items=grid[mask].astype(np.int32), offsets=offsets)

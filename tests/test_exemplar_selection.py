@@ -1,22 +1,21 @@
-"""Tests for exemplar quotas, selection (herding parity with the reference) and persistence."""
+"""Tests for exemplar quotas, selection (herding parity with the reference) and reservoirs."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
+import re
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from ader_tf.continual.exemplars import (
-    ExemplarFileError,
+from ader_tf.continual.exemplar_selection import (
     exemplar_quotas,
     herding_order,
-    load_exemplars,
-    save_exemplars,
+    reservoir_select,
+    reservoir_update,
     select_exemplars,
 )
 
@@ -256,123 +255,111 @@ def test_selection_with_all_zero_quotas_is_empty(candidates: dict) -> None:
         assert picked.shape == (0,) and picked.dtype == np.int64
 
 
-# === Persistence ===
-
-META = {"cycle": 3, "max_item": 30, "method": "herding", "config_fingerprint": "abc123"}
+# === Reservoir sampling ===
 
 
-def _arrays(n: int = 25, maxlen: int = 6) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(9)
-    inputs = rng.integers(1, 31, size=(n, maxlen)).astype(np.int32)
-    inputs[:, :2] = 0  # left padding
-    return inputs, rng.integers(1, 31, size=n).astype(np.int32)
+def _stream_reservoir(chunks: list[int], capacity: int, rng: np.random.Generator) -> np.ndarray:
+    """Stream positions held by the reservoir after feeding chunks of these sizes in order."""
+    held = np.zeros(0, dtype=np.int64)
+    seen = 0
+    for size in chunks:
+        index = reservoir_select(len(held), seen, size, capacity, rng)
+        held = np.concatenate([held, seen + np.arange(size)])[index]
+        seen += size
+    return held
 
 
-def test_round_trip(tmp_path: Path) -> None:
-    inputs, targets = _arrays()
-    npz, js = save_exemplars(tmp_path / "ex_cycle3", inputs, targets, META)
-    assert npz.name == "ex_cycle3.npz" and js.name == "ex_cycle3.json"
-    got_inputs, got_targets, meta = load_exemplars(tmp_path / "ex_cycle3", expected=META)
-    np.testing.assert_array_equal(got_inputs, inputs)
-    np.testing.assert_array_equal(got_targets, targets)
-    assert got_inputs.dtype == np.int32 and got_targets.dtype == np.int32
-    assert meta["count"] == 25 and meta["maxlen"] == 6 and meta["cycle"] == 3
-    assert meta["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ex_cycle3.json", "ex_cycle3.npz"]
+def test_reservoir_keeps_everything_in_order_while_there_is_room() -> None:
+    rng = np.random.default_rng(0)
+    before = rng.bit_generator.state
+    np.testing.assert_array_equal(_stream_reservoir([10], 10, rng), np.arange(10))
+    np.testing.assert_array_equal(_stream_reservoir([3, 0, 4, 5], 20, rng), np.arange(12))
+    slots, sources = reservoir_update(3, 3, 4, 20, rng)
+    assert slots.dtype == sources.dtype == np.int64
+    assert slots.tolist() == [3, 4, 5, 6] and sources.tolist() == [0, 1, 2, 3]
+    assert rng.bit_generator.state == before  # filling free slots draws nothing
+    empty_slots, empty_sources = reservoir_update(3, 3, 0, 20, rng)
+    assert empty_slots.shape == empty_sources.shape == (0,)
 
 
-def test_round_trip_folder_suffix_and_empty(tmp_path: Path) -> None:
-    empty = (np.zeros((0, 6), np.int32), np.zeros(0, np.int32))
-    save_exemplars(tmp_path, *empty, {**META, "cycle": np.int64(3)})
-    assert (tmp_path / "exemplars.npz").is_file()
-    inputs, targets, _ = load_exemplars(tmp_path / "exemplars.json", expected={"cycle": 3})
-    assert inputs.shape == (0, 6) and targets.shape == (0,)
+def test_reservoir_update_matches_algorithm_r_one_example_at_a_time() -> None:
+    # Capacity 2 and 60 arrivals: most slots are written several times, the last write wins.
+    kept, seen, num_new, capacity = 1, 1, 60, 2
+    for seed in range(100):
+        index = reservoir_select(kept, seen, num_new, capacity, np.random.default_rng(seed))
+        # The same draws (one per example arriving with the reservoir full), applied in turn.
+        fill = capacity - kept
+        positions = seen + np.arange(fill, num_new)
+        draws = iter(np.random.default_rng(seed).integers(0, positions + 1))
+        reservoir = list(range(kept))  # rows of [old rows, new rows]
+        for j in range(num_new):
+            if seen + j < capacity:
+                reservoir.append(kept + j)
+            elif (r := next(draws)) < capacity:
+                reservoir[r] = kept + j
+        assert index.tolist() == reservoir, seed
 
 
-def test_overwrite_replaces_old_files(tmp_path: Path) -> None:
-    inputs, targets = _arrays()
-    save_exemplars(tmp_path / "ex", inputs, targets, META)
-    save_exemplars(tmp_path / "ex", inputs[:5], targets[:5], {**META, "cycle": 4})
-    got, _, meta = load_exemplars(tmp_path / "ex", expected={"cycle": 4})
-    assert len(got) == 5 and meta["count"] == 5
+TRIALS = 20_000
+STREAM, CAPACITY = 8, 3
 
 
-def test_flipped_byte_is_detected(tmp_path: Path) -> None:
-    npz, _ = save_exemplars(tmp_path / "ex", *_arrays(), META)
-    raw = bytearray(npz.read_bytes())
-    raw[len(raw) // 2] ^= 0x01
-    npz.write_bytes(bytes(raw))
-    with pytest.raises(ExemplarFileError, match="checksum mismatch") as err:
-        load_exemplars(tmp_path / "ex")
-    assert str(npz) in str(err.value)
+def _check_uniform_reservoirs(chunks: list[int]) -> None:
+    """Over TRIALS seeds: each stream item is kept with probability CAPACITY / STREAM, and
+    every CAPACITY-subset of the stream is equally likely."""
+    inclusion = np.zeros(STREAM, dtype=np.int64)
+    subsets: dict[tuple[int, ...], int] = {}
+    for seed in range(TRIALS):
+        held = _stream_reservoir(chunks, CAPACITY, np.random.default_rng(seed))
+        assert len(held) == CAPACITY == len(np.unique(held))
+        inclusion[held] += 1
+        key = tuple(sorted(held.tolist()))
+        subsets[key] = subsets.get(key, 0) + 1
+    # Each count is Binomial(TRIALS, p), p = 3/8: std = sqrt(TRIALS p (1 - p)) ~ 68.5. Five
+    # std either side fails a correct sampler with probability < 8 * 6e-7, while drawing r
+    # from 0..t-1 instead of 0..t would move the last item's count by ~1070.
+    p = CAPACITY / STREAM
+    tolerance = 5 * np.sqrt(TRIALS * p * (1 - p))
+    np.testing.assert_array_less(np.abs(inclusion - TRIALS * p), tolerance, err_msg=str(chunks))
+    # All C(8, 3) = 56 subsets, uniform: Pearson's chi-square with 55 degrees of freedom,
+    # rejected at a false-alarm rate of 1e-4.
+    counts = np.array([subsets.get(key, 0) for key in combinations(range(STREAM), CAPACITY)])
+    expected = TRIALS / len(counts)
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < stats.chi2.isf(1e-4, len(counts) - 1), (chunks, chi2)
 
 
-def test_stale_cycle_or_config_is_rejected(tmp_path: Path) -> None:
-    save_exemplars(tmp_path / "ex", *_arrays(), META)
-    with pytest.raises(ExemplarFileError, match="cycle is 3, expected 4"):
-        load_exemplars(tmp_path / "ex", expected={"cycle": 4})
-    with pytest.raises(ExemplarFileError, match="config_fingerprint"):
-        load_exemplars(tmp_path / "ex", expected={"config_fingerprint": "other"})
+def test_reservoir_keeps_each_item_with_probability_capacity_over_stream() -> None:
+    _check_uniform_reservoirs([STREAM])
 
 
-@pytest.mark.parametrize("suffix", [".json", ".npz"])
-def test_missing_file_is_detected(tmp_path: Path, suffix: str) -> None:
-    save_exemplars(tmp_path / "ex", *_arrays(), META)
-    (tmp_path / f"ex{suffix}").unlink()
-    with pytest.raises(ExemplarFileError, match="missing") as err:
-        load_exemplars(tmp_path / "ex")
-    assert f"ex{suffix}" in str(err.value)
+def test_reservoir_fed_in_chunks_is_just_as_uniform_and_seeded() -> None:
+    # Below capacity, empty, across capacity (one free slot, then draws), then draws only.
+    chunks = [2, 0, 3, 3]
+    _check_uniform_reservoirs(chunks)
+    one = _stream_reservoir(chunks, CAPACITY, np.random.default_rng(7))
+    again = _stream_reservoir(chunks, CAPACITY, np.random.default_rng(7))
+    np.testing.assert_array_equal(one, again)
+    runs = {tuple(_stream_reservoir(chunks, CAPACITY, np.random.default_rng(s))) for s in range(20)}
+    assert len(runs) > 1
 
 
-def _write_raw(stem: Path, inputs: np.ndarray, targets: np.ndarray, **meta_over: object) -> None:
-    """Writes a file pair by hand (valid checksum) to reach checks behind the checksum."""
-    buf = io.BytesIO()
-    np.savez(buf, inputs=inputs, targets=targets)
-    payload = buf.getvalue()
-    meta = {
-        **META,
-        "count": len(targets),
-        "maxlen": 6,
-        "format": "ader_tf.exemplars/1",
-        "sha256": hashlib.sha256(payload).hexdigest(),
-        **meta_over,
-    }
-    stem.with_suffix(".npz").write_bytes(payload)
-    stem.with_suffix(".json").write_text(json.dumps(meta))
-
-
-def test_inconsistent_shapes_are_detected(tmp_path: Path) -> None:
-    inputs, targets = _arrays()
-    _write_raw(tmp_path / "ex", inputs, targets[:-1])
-    with pytest.raises(ExemplarFileError, match="shapes inconsistent"):
-        load_exemplars(tmp_path / "ex")
-    _write_raw(tmp_path / "ex", inputs, targets, count=99)
-    with pytest.raises(ExemplarFileError, match="metadata says 99"):
-        load_exemplars(tmp_path / "ex")
-
-
-def test_ids_out_of_range_are_detected(tmp_path: Path) -> None:
-    inputs, targets = _arrays()
-    _write_raw(tmp_path / "ex", inputs, targets, max_item=10)
-    with pytest.raises(ExemplarFileError, match="out of range"):
-        load_exemplars(tmp_path / "ex")
-
-
-def test_corrupt_json_is_detected(tmp_path: Path) -> None:
-    _, js = save_exemplars(tmp_path / "ex", *_arrays(), META)
-    js.write_text("{not json")
-    with pytest.raises(ExemplarFileError, match="unreadable metadata"):
-        load_exemplars(tmp_path / "ex")
-
-
-def test_save_validates_metadata_and_arrays(tmp_path: Path) -> None:
-    inputs, targets = _arrays()
-    with pytest.raises(ValueError, match="config_fingerprint"):
-        save_exemplars(
-            tmp_path / "ex", inputs, targets, {"cycle": 1, "max_item": 30, "method": "loss"}
-        )
-    with pytest.raises(ValueError, match="reserved"):
-        save_exemplars(tmp_path / "ex", inputs, targets, {**META, "sha256": "x"})
-    with pytest.raises(ValueError, match="out of range"):
-        save_exemplars(tmp_path / "ex", inputs, targets, {**META, "max_item": 5})
-    assert list(tmp_path.iterdir()) == []
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((-1, 0, 1, 3), "kept must be an integer >= 0, got -1"),
+        ((0, -2, 1, 3), "seen must be an integer >= 0, got -2"),
+        ((0, 0, -3, 3), "num_new must be an integer >= 0, got -3"),
+        ((0, 0, 1, -4), "capacity must be an integer >= 0, got -4"),
+        ((0, 0, 1.5, 3), "num_new must be an integer >= 0, got 1.5"),
+        ((0, 0, True, 3), "num_new must be an integer >= 0, got True"),
+        ((2, 5, 1, 3), "kept must be min(seen, capacity) = 3 (seen=5, capacity=3), got 2"),
+        ((4, 5, 1, 3), "kept must be min(seen, capacity) = 3 (seen=5, capacity=3), got 4"),
+    ],
+)
+def test_reservoir_rejects_bad_arguments(args: tuple, message: str) -> None:
+    for function in (reservoir_update, reservoir_select):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            function(*args, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="rng must be a numpy Generator, got None"):
+        reservoir_update(0, 0, 1, 3, None)

@@ -1,48 +1,23 @@
-"""Exemplar selection (quotas, herding, loss, random) and checksummed persistence.
+"""Exemplar selection: per-item quotas, herding, loss and random selection, reservoir sampling.
 
 After each cycle ADER keeps a small replay set of examples, the exemplars: every candidate
 (this cycle's train + validation examples and the previous exemplars) competes for a per-item
 quota drawn from a multinomial, and a selection rule picks that many candidates per target item.
-Persistence writes a ``.npz`` with the arrays and a ``.json`` with metadata and the npz checksum,
-so a resumed run can tell a complete, matching file from a stale or damaged one.
+Reservoir sampling is a rule of another kind: no quotas, a uniform sample of fixed size over the
+whole stream of examples seen so far, updated as new examples arrive.
 
 Examples are plain numpy arrays (``inputs`` int32 ``[N, maxlen]`` left-padded with 0, ``targets``
 int32 ``[N]`` with item ids >= 1), so this module does not depend on the data or model code.
-Representations and losses are computed by the caller in one batched forward pass.
+Representations and losses are computed by the caller in one batched forward pass. Writing and
+reading the chosen exemplars is ``exemplar_store``'s job.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
 import numpy as np
-
-from ader_tf.io_utils import atomic_path
 
 METHODS = ("herding", "loss", "random")
 """Selection rules accepted by :func:`select_exemplars`."""
-
-REQUIRED_METADATA = ("cycle", "max_item", "method", "config_fingerprint")
-"""Keys the caller must put in the metadata given to :func:`save_exemplars`."""
-
-_COMPUTED_METADATA = ("count", "maxlen", "sha256", "format")
-_FORMAT = "ader_tf.exemplars/1"
-_DEFAULT_STEM = "exemplars"
-
-
-class ExemplarFileError(ValueError):
-    """An exemplar file is missing, damaged, inconsistent or from another run."""
-
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 # === Quotas ===
@@ -250,171 +225,86 @@ def _smallest_per_item(
     return order[rank < take[sorted_targets]].astype(np.int64)
 
 
-# === Persistence ===
+# === Reservoir sampling ===
 
 
-def save_exemplars(
-    path: str | os.PathLike[str],
-    inputs: np.ndarray,
-    targets: np.ndarray,
-    metadata: Mapping[str, Any],
-) -> tuple[Path, Path]:
-    """Writes exemplars as ``<stem>.npz`` (arrays) and ``<stem>.json`` (metadata), atomically.
+def reservoir_update(
+    kept: int, seen: int, num_new: int, capacity: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which reservoir slots the next ``num_new`` stream examples take (Vitter's Algorithm R).
 
-    Each file goes to a temporary file in the same folder and is renamed into place; any old
-    json is removed first and the new one is written last, so a json on disk means its npz is
-    complete. The json records the caller's metadata plus ``count``, ``maxlen``, ``format`` and
-    the ``sha256`` of the npz bytes. No pickle is involved.
+    Algorithm R keeps a uniform sample of ``capacity`` examples of a stream: the example at
+    0-based stream position ``t`` takes free slot ``t`` while the reservoir is not full;
+    afterwards it draws ``r`` uniformly from ``0..t`` and replaces slot ``r`` if
+    ``r < capacity``, else it is dropped. After ``n`` examples every one of them is in the
+    reservoir with probability ``min(1, capacity / n)``, and every subset of that size is
+    equally likely.
 
-    Args:
-        path: the stem (``.../exemplars_cycle3``; a ``.npz``/``.json`` suffix is dropped) or an
-            existing folder, which gets ``exemplars.npz``/``.json``.
-        inputs: int ``[N, maxlen]`` left-padded input sequences, ids in 0..max_item.
-        targets: int ``[N]`` target ids in 1..max_item.
-        metadata: JSON-serialisable; must hold :data:`REQUIRED_METADATA` and none of the keys
-            computed here.
-
-    Returns:
-        The paths of the npz and json written.
-
-    Raises:
-        ValueError: on missing or reserved metadata keys or inconsistent arrays.
-    """
-    missing = [k for k in REQUIRED_METADATA if k not in metadata]
-    reserved = [k for k in _COMPUTED_METADATA if k in metadata]
-    if missing or reserved:
-        raise ValueError(f"metadata lacks keys {missing} or sets reserved keys {reserved}")
-    inputs, targets = np.asarray(inputs), np.asarray(targets)
-    problem = _array_problem(inputs, targets, int(metadata["max_item"]))
-    if problem:
-        raise ValueError(f"cannot save exemplars: {problem}")
-
-    buffer = io.BytesIO()
-    np.savez(buffer, inputs=inputs.astype(np.int32), targets=targets.astype(np.int32))
-    payload = buffer.getvalue()
-    record = {
-        **_json_roundtrip(dict(metadata)),
-        "count": int(targets.size),
-        "maxlen": int(inputs.shape[1]),
-        "format": _FORMAT,
-        "sha256": hashlib.sha256(payload).hexdigest(),
-    }
-    npz_path, json_path = _paths(path)
-    npz_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.unlink(missing_ok=True)
-    _write_atomic(npz_path, payload)
-    _write_atomic(json_path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
-    return npz_path, json_path
-
-
-def load_exemplars(
-    path: str | os.PathLike[str], expected: Mapping[str, Any] | None = None
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Reads exemplars written by :func:`save_exemplars`, checking they are whole and match.
+    The ``num_new`` examples are handled at once, and this is exact, the same distribution as
+    one example at a time: an example's draw depends only on its stream position, never on
+    what the reservoir holds, so all draws can be made up front; what remains of the
+    sequential algorithm is a series of overwrites, after which each slot holds the last
+    example that wrote to it. That last writer is picked explicitly (the write with the
+    latest stream position per slot), not left to the order of numpy's fancy assignment.
 
     Args:
-        path: the same stem or folder given to :func:`save_exemplars`.
-        expected: metadata values that must match the stored ones exactly (for example
-            ``{"cycle": 3, "config_fingerprint": fp}``), so a stale file is never reused.
+        kept: examples in the reservoir now. Algorithm R's reservoir always holds
+            ``min(seen, capacity)``; any other value is an error.
+        seen: stream examples seen before the new ones, kept or not.
+        num_new: new examples arriving.
+        capacity: the reservoir's size.
+        rng: source of the draws; for a given seed the result is fixed.
 
     Returns:
-        ``(inputs int32 [N, maxlen], targets int32 [N], metadata)``.
+        ``(slots, sources)``, int64, one entry per slot that changes, slots increasing: slot
+        ``slots[i]`` now holds new example ``sources[i]`` (0-based among the new examples).
+        Slots from ``kept`` on are new slots of a reservoir that grows.
 
     Raises:
-        ExemplarFileError: naming the file and the problem: a missing file, unreadable json,
-            checksum mismatch, metadata differing from ``expected``, inconsistent shapes or
-            ids out of range.
+        ValueError: naming the value, on a count that is not an integer >= 0, a ``kept`` other
+            than ``min(seen, capacity)`` or an ``rng`` that is not a numpy Generator.
     """
-    npz_path, json_path = _paths(path)
-    for p in (json_path, npz_path):
-        if not p.is_file():
-            raise ExemplarFileError(p, "file is missing (never written or the save did not finish)")
-    try:
-        metadata = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ExemplarFileError(json_path, f"unreadable metadata ({e})") from e
-    if not isinstance(metadata, dict):
-        raise ExemplarFileError(json_path, "metadata is not a JSON object")
-    absent = [k for k in (*REQUIRED_METADATA, *_COMPUTED_METADATA) if k not in metadata]
-    if absent or metadata["format"] != _FORMAT:
-        raise ExemplarFileError(json_path, f"not an exemplar record (missing {absent})")
-
-    payload = npz_path.read_bytes()
-    digest = hashlib.sha256(payload).hexdigest()
-    if digest != metadata["sha256"]:
-        raise ExemplarFileError(
-            npz_path, f"checksum mismatch: sha256 {digest}, metadata says {metadata['sha256']}"
+    for name, value in (("kept", kept), ("seen", seen), ("num_new", num_new),
+                        ("capacity", capacity)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    if kept != min(seen, capacity):
+        raise ValueError(
+            f"kept must be min(seen, capacity) = {min(seen, capacity)} (seen={seen}, "
+            f"capacity={capacity}), got {kept}"
         )
-    for key, want in _json_roundtrip(dict(expected or {})).items():
-        if metadata.get(key) != want:
-            raise ExemplarFileError(
-                json_path, f"{key} is {metadata.get(key)!r}, expected {want!r} (stale file?)"
-            )
-
-    inputs, targets = _read_arrays(npz_path, payload)
-    problem = _array_problem(inputs, targets, metadata["max_item"])
-    if not problem and targets.size != metadata["count"]:
-        problem = f"holds {targets.size} exemplars, metadata says {metadata['count']}"
-    if not problem and inputs.shape[1] != metadata["maxlen"]:
-        problem = f"maxlen {inputs.shape[1]}, metadata says {metadata['maxlen']}"
-    if problem:
-        raise ExemplarFileError(npz_path, problem)
-    return inputs.astype(np.int32), targets.astype(np.int32), metadata
-
-
-def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """The npz and json paths for a stem, a suffixed name or a folder."""
-    stem = Path(path)
-    if stem.is_dir():
-        stem = stem / _DEFAULT_STEM
-    elif stem.suffix in (".npz", ".json"):
-        stem = stem.with_suffix("")
-    return stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy Generator, got {rng!r}")
+    position = int(seen) + np.arange(num_new, dtype=np.int64)  # stream position of each
+    # While there is room, example t takes free slot t (kept == seen then), without a draw.
+    fill = min(int(num_new), int(capacity) - int(kept))
+    slot = np.empty(num_new, dtype=np.int64)
+    slot[:fill] = position[:fill]
+    if fill < num_new:
+        slot[fill:] = rng.integers(0, position[fill:] + 1)  # uniform on 0..t, both included
+    writes = np.flatnonzero(slot < capacity)  # in stream order
+    # Latest write first: np.unique's index of a slot's first occurrence is then its last write.
+    latest_first = writes[::-1]
+    slots, first = np.unique(slot[latest_first], return_index=True)
+    return slots.astype(np.int64), latest_first[first].astype(np.int64)
 
 
-def _read_arrays(npz_path: Path, payload: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Parses the checksummed bytes without pickle."""
-    try:
-        with np.load(io.BytesIO(payload), allow_pickle=False) as data:
-            if sorted(data.files) != ["inputs", "targets"]:
-                raise ExemplarFileError(npz_path, f"unexpected arrays {sorted(data.files)}")
-            return data["inputs"], data["targets"]
-    except ExemplarFileError:
-        raise
-    except (OSError, ValueError, KeyError) as e:
-        raise ExemplarFileError(npz_path, f"unreadable npz ({e})") from e
+def reservoir_select(
+    kept: int, seen: int, num_new: int, capacity: int, rng: np.random.Generator
+) -> np.ndarray:
+    """The reservoir after ``num_new`` more stream examples, as rows of [old rows, new rows].
 
+    Applies :func:`reservoir_update` (see there for the arguments and errors) to a reservoir
+    whose row ``s`` is slot ``s``.
 
-def _array_problem(inputs: np.ndarray, targets: np.ndarray, max_item: int) -> str | None:
-    """Describes what is wrong with an exemplar array pair, or returns None."""
-    if inputs.ndim != 2 or targets.ndim != 1 or inputs.shape[0] != targets.shape[0]:
-        return f"shapes inconsistent: inputs {inputs.shape}, targets {targets.shape}"
-    if not (np.issubdtype(inputs.dtype, np.integer) and np.issubdtype(targets.dtype, np.integer)):
-        return f"ids must be integers, got {inputs.dtype} and {targets.dtype}"
-    if targets.size and (targets.min() < 1 or targets.max() > max_item):
-        return f"target ids out of range 1..{max_item}: {targets.min()}..{targets.max()}"
-    if inputs.size and (inputs.min() < 0 or inputs.max() > max_item):
-        return f"input ids out of range 0..{max_item}: {inputs.min()}..{inputs.max()}"
-    return None
-
-
-def _json_roundtrip(obj: dict[str, Any]) -> dict[str, Any]:
-    """Returns ``obj`` as it reads back from JSON (tuples become lists, numpy scalars plain)."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, np.generic):
-            return value.item()
-        raise TypeError(f"metadata value {value!r} is not JSON-serialisable")
-
-    try:
-        return json.loads(json.dumps(obj, default=plain))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"metadata must be JSON-serialisable: {e}") from e
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Writes ``data`` to a temporary file beside ``path`` and renames it into place."""
-    with atomic_path(str(path)) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    Returns:
+        int64 ``[min(capacity, seen + num_new)]``: row ``s`` of the new reservoir is row
+        ``index[s]`` of the concatenation of the ``kept`` old reservoir rows and the
+        ``num_new`` new rows. Rows stay in slot order, which the next call relies on, so
+        keep the reservoir in the order returned.
+    """
+    slots, sources = reservoir_update(kept, seen, num_new, capacity, rng)
+    index = np.empty(min(capacity, seen + num_new), dtype=np.int64)
+    index[:kept] = np.arange(kept)  # slots nobody overwrote keep their old row
+    index[slots] = kept + sources  # slots are distinct, so the order of assignment is moot
+    return index
