@@ -1,11 +1,30 @@
-"""Method specs and the adaptive lambda of PROTOCOL 2.4."""
+"""The method registry, the flags that select methods, and each method's defining behaviour."""
 
+from __future__ import annotations
+
+import dataclasses
 import math
 
+import numpy as np
 import pytest
+import tensorflow as tf
+from test_sasrec import left_padded, randomize, tiny_model
 
 from ader_tf.config import Config
-from ader_tf.continual.methods import adaptive_lambda, cycle_lambda, method_spec
+from ader_tf.continual.importance import ImportanceState
+from ader_tf.continual.methods import METHODS, CycleContext, adaptive_lambda, make_method
+from ader_tf.data.examples import Examples
+from ader_tf.models.recommender import make_optimizer
+from ader_tf.objectives import (
+    CrossEntropy,
+    Distillation,
+    GradientProjection,
+    ImportancePenalty,
+    LogitMatching,
+    Replay,
+)
+
+NUM_ITEMS, MAXLEN = 30, 6
 
 
 def test_lambda_by_hand():
@@ -14,28 +33,202 @@ def test_lambda_by_hand():
     assert adaptive_lambda(0.8, 18569, 23000, 27750, 30000) == pytest.approx(expected)
 
 
+def test_registry_names_every_method_file():
+    assert set(METHODS) == {"ader", "er", "finetune", "dropout", "ewc", "joint", "lwf", "agem",
+                            "mas", "derpp"}
+    assert all(cls.name == name for name, cls in METHODS.items())
+
+
 @pytest.mark.parametrize(
-    "flags, name, dropout, keeps, mode, adaptive",
+    "flags, name, dropout, keeps, replays, scratch",
     [
-        ({}, "ader", 0.3, True, "distill", True),
-        ({"disable_distillation": True}, "er", 0.3, True, "replay", True),
-        ({"fix_lambda": True}, "ader", 0.3, True, "distill", False),
-        ({"finetune": True}, "finetune", 0.0, False, "plain", False),
-        ({"dropout": True}, "dropout", 0.3, False, "plain", False),
-        ({"ewc": True}, "ewc", 0.0, True, "ewc", False),
-        ({"joint": True}, "joint", 0.3, False, "plain", False),
+        ({}, "ader", 0.3, True, True, False),
+        ({"disable_distillation": True}, "er", 0.3, True, True, False),
+        ({"fix_lambda": True}, "ader", 0.3, True, True, False),
+        ({"finetune": True}, "finetune", 0.0, False, False, False),
+        ({"dropout": True}, "dropout", 0.3, False, False, False),
+        ({"ewc": True}, "ewc", 0.0, True, False, False),
+        ({"joint": True}, "joint", 0.3, False, False, True),
+        ({"method": "lwf"}, "lwf", 0.3, False, False, False),
+        ({"method": "agem"}, "agem", 0.3, True, True, False),
+        ({"method": "mas"}, "mas", 0.0, False, False, False),
+        ({"method": "derpp"}, "derpp", 0.3, True, True, False),
     ],
 )
-def test_method_specs(flags, name, dropout, keeps, mode, adaptive):
-    spec = method_spec(Config(**flags))
-    assert (spec.name, spec.dropout_rate, spec.keeps_exemplars, spec.loss_mode,
-            spec.adaptive_lambda) == (name, dropout, keeps, mode, adaptive)
-    assert spec.joint == (name == "joint")
+def test_what_each_method_keeps(flags, name, dropout, keeps, replays, scratch):
+    method = make_method(Config(**flags))
+    assert (method.name, method.dropout_rate, method.keeps_exemplars, method.replays_exemplars,
+            method.retrains_from_scratch) == (name, dropout, keeps, replays, scratch)
 
 
-def test_cycle_lambda_per_method():
-    assert cycle_lambda(method_spec(Config(finetune=True)), Config(), 10, 20, 5, 5) == 0.0
-    assert cycle_lambda(method_spec(Config(ewc=True)), Config(ewc=True), 10, 20, 5, 5) == 0.8
-    fixed = Config(fix_lambda=True, lambda_=0.5)
-    assert cycle_lambda(method_spec(fixed), fixed, 10, 20, 5, 5) == 0.5
-    assert cycle_lambda(method_spec(Config()), Config(), 10, 40, 5, 20) == pytest.approx(0.2)
+@pytest.mark.parametrize("name", ["finetune", "dropout", "ewc", "joint"])
+def test_original_flags_are_aliases_of_method(name):
+    by_flag, by_name = Config(**{name: True}), Config(method=name)
+    assert by_flag.method == by_name.method == name
+    assert getattr(by_name, name) is True
+    assert by_flag.fingerprint() == by_name.fingerprint()  # runs resume under either spelling
+
+
+def test_er_is_ader_without_distillation():
+    assert Config(disable_distillation=True).method == "er"
+    assert Config(method="er").disable_distillation is True
+    assert Config(method="er").fingerprint() == Config(disable_distillation=True).fingerprint()
+    assert Config().fingerprint() == Config(method="ader").fingerprint()
+    assert Config(method="lwf").fingerprint() != Config().fingerprint()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({"method": "lwf", "finetune": True}, "name different methods"),
+        ({"finetune": True, "joint": True}, "at most one baseline"),
+        ({"method": "nope"}, "--method must be one of"),
+        ({"method": "lwf", "selection": "random"}, "keeps no exemplars"),
+        ({"method": "mas", "equal_exemplar": True}, "keeps no exemplars"),
+        ({"finetune": True, "fix_lambda": True}, "keeps no exemplars"),
+        ({"method": "agem", "fix_lambda": True}, "no weight"),
+        ({"method": "derpp", "disable_distillation": True}, "derpp_alpha"),
+        ({"method": "ewc", "disable_distillation": True}, "replays no exemplars"),
+        ({"derpp_top_k": 5}, "only applies to --method=derpp"),
+        ({"method": "derpp", "lwf_temperature": 3.0}, "only applies to --method=lwf"),
+        ({"method": "lwf", "lwf_temperature": 0.0}, "--lwf_temperature must be positive"),
+        ({"method": "lwf", "model": "gru4rec", "gru4rec_training": "session_parallel"},
+         "cross-entropy alone"),
+        ({"method": "agem", "model": "sknn"}, "is not trained"),
+    ],
+)
+def test_combinations_that_make_no_sense_are_refused(flags, message):
+    with pytest.raises(ValueError, match=message):
+        Config(**flags)
+
+
+# === Objectives each method trains with ===
+
+
+@dataclasses.dataclass
+class _Data:
+    train: Examples
+    max_item: int
+
+
+def _examples(n: int, seed: int) -> Examples:
+    rng = np.random.default_rng(seed)
+    ids = left_padded(rng, list(rng.integers(1, MAXLEN + 1, n)), MAXLEN, NUM_ITEMS)
+    return Examples(ids, rng.integers(1, NUM_ITEMS + 1, n).astype(np.int32))
+
+
+def _context(config, model, cycle=2, exemplars=None, origin=None, tmp_path=None, teacher=None):
+    previous = None if cycle == 1 else {"cycle": cycle - 1, "max_item": 20, "best_epoch": 1}
+    return CycleContext(
+        cycle=cycle, config=config, model=model, data=_Data(_examples(40, cycle), NUM_ITEMS),
+        previous=previous, exemplars=exemplars, exemplar_origin=origin,
+        teacher=lambda: teacher,
+        state_path=lambda c, name: str(tmp_path / f"{name}_{c}.npz"),
+        seed=lambda salt: 0,
+    )
+
+
+def _model(seed: int = 1):
+    model = tiny_model(NUM_ITEMS, maxlen=MAXLEN, seed=seed, dropout_rate=0.0)
+    randomize(model, seed=seed)
+    model.compile(optimizer=make_optimizer(), run_eagerly=True)
+    model.build_all(MAXLEN)
+    return model
+
+
+def _parts(objective):
+    return [type(p) for p in getattr(objective, "parts", (objective,))]
+
+
+@pytest.mark.parametrize(
+    "name, parts",
+    [
+        ("ader", [CrossEntropy, Distillation]),
+        ("er", [CrossEntropy, Replay]),
+        ("lwf", [CrossEntropy, Distillation]),
+        ("agem", [CrossEntropy, GradientProjection]),
+        ("finetune", [CrossEntropy]),
+        ("joint", [CrossEntropy]),
+    ],
+)
+def test_first_cycle_is_plain_then_the_methods_objective(name, parts, tmp_path):
+    config, model = Config(method=name), _model()
+    method = make_method(config)
+    teacher = _model(seed=2)
+    assert _parts(method.objective(_context(config, model, 1, tmp_path=tmp_path))) == [
+        CrossEntropy]
+    exemplars = _examples(10, 5)
+    ctx = _context(config, model, 2, exemplars, tmp_path=tmp_path, teacher=teacher)
+    objective = method.objective(ctx)
+    assert _parts(objective) == parts
+    # The same object in the next cycle: the training step is not retraced.
+    assert method.objective(_context(config, model, 3, exemplars, tmp_path=tmp_path,
+                                     teacher=teacher)) is objective
+    if name == "lwf":
+        assert objective.parts[1].rows == "current" and objective.parts[1].temperature == 2.0
+
+
+def test_ewc_replaces_its_fisher_and_mas_accumulates(tmp_path):
+    model = _model()
+    exemplars = _examples(12, 3)
+    ewc = make_method(Config(method="ewc", ewc_sample_num=8))
+    mas = make_method(Config(method="mas", ewc_sample_num=8))
+    firsts = []
+    for cycle in (1, 2):
+        for method in (ewc, mas):
+            method.after_cycle(_context(method.config, model, cycle, exemplars,
+                                        tmp_path=tmp_path))
+        if cycle == 1:
+            firsts = [ewc.state, mas.state]
+            for v in model.trainable_variables:  # the model moves between the cycles
+                v.assign_add(0.05 * tf.ones_like(v))
+    first_ewc, first_mas = firsts
+    assert ewc.state.num_examples == 8 and mas.state.num_examples == 16
+    newest = ImportanceState.load(str(tmp_path / "ewc_2.npz"), model)
+    for e, n in zip(ewc.state.importance, newest.importance, strict=True):
+        np.testing.assert_array_equal(np.asarray(e), np.asarray(n))
+    assert not np.array_equal(np.asarray(ewc.state.importance[1]),
+                              np.asarray(first_ewc.importance[1]))
+    # MAS: the sum of both cycles' importance, anchored at the newest weights.
+    fresh = make_method(Config(method="mas", ewc_sample_num=8))
+    fresh.after_cycle(_context(fresh.config, model, 2, exemplars, tmp_path=tmp_path / ".."))
+    for total, first, second in zip(mas.state.importance, first_mas.importance,
+                                    fresh.state.importance, strict=True):
+        np.testing.assert_allclose(np.asarray(total), np.asarray(first) + np.asarray(second),
+                                   rtol=1e-6)
+    for anchor, v in zip(mas.state.anchor, model.trainable_variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(anchor), np.asarray(v))
+    objective = mas.objective(_context(mas.config, model, 3, tmp_path=tmp_path))
+    assert isinstance(objective.parts[1], ImportancePenalty)
+    assert objective.term_names == ("ce_loss", "mas_loss")
+
+
+def test_derpp_keeps_the_scores_of_carried_over_exemplars(tmp_path):
+    config = Config(method="derpp", derpp_top_k=4)
+    method, model = make_method(config), _model()
+    first = _examples(6, 1)
+    method.after_cycle(_context(config, model, 1, first, np.full(6, -1), tmp_path))
+    logits = model.predict_logits(first.inputs).numpy()
+    np.testing.assert_array_equal(method.stored["top_items"],
+                                  np.argsort(-logits, axis=1, kind="stable")[:, :4])
+    np.testing.assert_allclose(method.stored["top_scores"], -np.sort(-logits, axis=1)[:, :4])
+    assert (method.stored["num_scored"] == NUM_ITEMS).all()
+    old = {k: v.copy() for k, v in method.stored.items()}
+
+    for v in model.trainable_variables:  # the model moves on; old rows keep their old scores
+        v.assign_add(0.1 * tf.ones_like(v))
+    second = Examples.concatenate([first.subset(np.array([4, 1])), _examples(3, 2)])
+    origin = np.array([4, 1, -1, -1, -1])
+    method.after_cycle(_context(config, model, 2, second, origin, tmp_path))
+    for key in old:
+        np.testing.assert_array_equal(method.stored[key][:2], old[key][[4, 1]])
+    new_logits = model.predict_logits(second.inputs[2:]).numpy()
+    np.testing.assert_allclose(method.stored["top_scores"][2:],
+                               -np.sort(-new_logits, axis=1)[:, :4], rtol=1e-6)
+
+    resumed = make_method(config)
+    resumed.restore(_context(config, model, 2, second, tmp_path=tmp_path))
+    for key in old:
+        np.testing.assert_array_equal(resumed.stored[key], method.stored[key])
+    objective = method.objective(_context(config, model, 3, second, tmp_path=tmp_path))
+    assert _parts(objective) == [CrossEntropy, LogitMatching, Replay]

@@ -167,6 +167,7 @@ class ContinualRunner:
         self.model: Any = None
         self.teacher: Any = None
         self.exemplars: Examples | None = None
+        self.stream_seen = 0  # examples the reservoir has seen (--selection=reservoir)
         self.writer = tf.summary.create_file_writer(self.paths.tensorboard)
 
     # --- model lifecycle -------------------------------------------------------------
@@ -248,20 +249,42 @@ class ContinualRunner:
         }
 
     def _load_exemplars(self, cycle: int, max_item: int) -> Examples:
-        inputs, targets, _ = exemplar_store.load_exemplars(
+        inputs, targets, metadata = exemplar_store.load_exemplars(
             self.paths.exemplars(cycle), expected=self._exemplar_metadata(cycle, max_item)
         )
+        self.stream_seen = int(metadata.get("stream_seen", 0))
         return Examples(inputs, targets)
 
     def _select_exemplars(self, cycle: int, data: CycleData) -> tuple[Examples, np.ndarray]:
-        """Picks the exemplars kept after ``cycle`` (one forward pass, then per item).
+        """Picks and saves the exemplars kept after ``cycle``.
 
         Returns them and, for each, its row in the previous exemplar set (-1: a new row).
         """
-        new_rows = len(data.train) + len(data.valid)
-        parts = [data.train, data.valid] + ([self.exemplars] if self.exemplars else [])
-        candidates = Examples.concatenate(parts)
+        new = Examples.concatenate([data.train, data.valid])
         rng = np.random.default_rng([self.config.random_seed, cycle, 3])
+        metadata = self._exemplar_metadata(cycle, data.max_item)
+        if self.config.selection == "reservoir":
+            old = self.exemplars if self.exemplars is not None else new.subset(np.arange(0))
+            index = exemplar_selection.reservoir_select(
+                len(old), self.stream_seen, len(new), self.config.exemplar_size, rng
+            )
+            chosen = Examples.concatenate([old, new]).subset(index)
+            origin = np.where(index < len(old), index, -1)
+            self.stream_seen += len(new)
+            metadata["stream_seen"] = self.stream_seen  # what the next cycle's draws depend on
+        else:
+            chosen, origin = self._select_by_item_quota(data, new, rng)
+        exemplar_store.save_exemplars(
+            self.paths.exemplars(cycle), chosen.inputs, chosen.targets, metadata
+        )
+        return chosen, origin
+
+    def _select_by_item_quota(
+        self, data: CycleData, new: Examples, rng: np.random.Generator
+    ) -> tuple[Examples, np.ndarray]:
+        """ADER's selection: a quota per item, filled by herding, loss or at random from this
+        cycle's examples and the previous exemplars (one forward pass, then per item)."""
+        candidates = Examples.concatenate([new] + ([self.exemplars] if self.exemplars else []))
         quotas = exemplar_selection.exemplar_quotas(
             candidates.targets, self.config.exemplar_size, data.max_item,
             self.config.equal_exemplar, rng,
@@ -280,12 +303,7 @@ class ContinualRunner:
         index = exemplar_selection.select_exemplars(
             candidates.targets, quotas, self.config.selection, reps=reps, losses=losses, rng=rng
         )
-        chosen = candidates.subset(index)
-        exemplar_store.save_exemplars(
-            self.paths.exemplars(cycle), chosen.inputs, chosen.targets,
-            self._exemplar_metadata(cycle, data.max_item),
-        )
-        return chosen, np.where(index >= new_rows, index - new_rows, -1)
+        return candidates.subset(index), np.where(index >= len(new), index - len(new), -1)
 
     def _keep_exemplars(self, cycle: int, data: CycleData, prev: dict | None) -> tuple[int, float]:
         """After testing: selects the exemplars if the method keeps them, then runs the
