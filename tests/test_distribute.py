@@ -25,9 +25,10 @@ def _compare(mode: str) -> dict:
     import keras
     import numpy as np
     import tensorflow as tf
-    from test_sasrec import left_padded, randomize, tiny_model
 
     from ader_tf.models.recommender import make_optimizer
+    from tests.helpers import left_padded, randomize
+    from tests.helpers import tiny_sasrec_model as tiny_model
 
     # "<mode>-adam": the fused Adam of `make_optimizer` under the strategy (lr 5e-4).
     adam = mode.endswith("-adam")

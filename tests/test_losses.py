@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_sasrec import left_padded, randomize, tiny_model
 
 from ader_tf.continual.ewc import EWCState, compute_fisher
 from ader_tf.models.recommender import SessionRecommender, make_optimizer
+from tests.helpers import left_padded, randomize
+from tests.helpers import tiny_sasrec_model as tiny_model
 
 NUM_ITEMS, MAXLEN, TEACHER_ITEMS, LAMBDA = 30, 6, 20, 0.7
 IS_EXEMPLAR = np.array([0, 0, 0, 0, 0, 1, 1, 1], np.float32)

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_gru4rec import NUM_ITEMS, patterned_sessions, tiny_encoder
 
 from ader_tf.data.examples import examples_from_sessions
 from ader_tf.data.periods import Sessions
@@ -23,6 +22,8 @@ from ader_tf.models.session_parallel import (
     sampled_loss,
     session_parallel_batches,
 )
+from tests.helpers import NUM_ITEMS, patterned_sessions
+from tests.helpers import tiny_gru4rec_encoder as tiny_encoder
 
 
 def sessions_of(lists: list[list[int]]) -> Sessions:
