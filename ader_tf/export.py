@@ -45,9 +45,7 @@ def export_saved_model(model: SessionRecommender, export_dir: str, k: int = 20) 
         # The item universe is frozen at export time, so the output width is static.
         rows = encoder.item_embeddings[1 : num_items + 1]
         logits = tf.matmul(representation, rows, transpose_b=True)
-        # Same scores as the model's own (e.g. STAMP's optional sigmoid).
-        transform = getattr(encoder, "transform_scores", None)
-        return logits if transform is None else transform(logits)
+        return encoder.transform_scores(logits)  # as the model's own (STAMP's sigmoid)
 
     signature = [tf.TensorSpec([None, None], tf.int32, name="item_ids")]
 

@@ -40,6 +40,9 @@ METHOD_FLAGS = {
     "er_loss": ["--disable_distillation", "--selection=loss"],
     "er_random": ["--disable_distillation", "--selection=random"],
     "ader_equal": ["--equal_exemplar"], "ader_fix": ["--fix_lambda"],
+    "er_reservoir": ["--disable_distillation", "--selection=reservoir"],
+    "lwf": ["--method=lwf"], "agem": ["--method=agem"], "mas": ["--method=mas"],
+    "derpp": ["--method=derpp"],
 }
 # The paper's Table 2 (SASRec, mean over 16 cycles, percent), PROTOCOL section 3.
 PAPER = {

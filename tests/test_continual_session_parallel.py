@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from test_gru4rec import patterned_sessions, tiny_encoder
 
 from ader_tf.continual.session_parallel import SessionParallelTrainer
 from ader_tf.data.examples import examples_from_sessions
 from ader_tf.models.recommender import SessionRecommender, make_optimizer
 from ader_tf.models.session_parallel import LOSSES
+from tests.helpers import patterned_sessions
+from tests.helpers import tiny_gru4rec_encoder as tiny_encoder
 
 
 @pytest.mark.parametrize("loss", LOSSES)

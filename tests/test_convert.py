@@ -10,14 +10,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_sasrec_reference import (
+
+from ader_tf.convert import infer_config, load_original_checkpoint
+from tests.sasrec_reference import (
     random_reference_weights,
     reference_forward,
     sasrec_fixture,
     write_tf1_checkpoint,
 )
-
-from ader_tf.convert import infer_config, load_original_checkpoint
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,20 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ader_tf.data.periods import Sessions
 from ader_tf.data.session_parallel import (
     PopularitySampler,
     candidate_items,
     num_short_sessions,
     session_parallel_batches,
 )
-
-
-def sessions_of(lists: list[list[int]]) -> Sessions:
-    lengths = [len(s) for s in lists]
-    items = np.array([i for s in lists for i in s], np.int32)
-    return Sessions(items, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
-
+from tests.helpers import sessions_of
 
 # === Mini-batches ===
 

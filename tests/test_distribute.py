@@ -17,7 +17,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.dirname(_HERE)
 # distill covers the current-row CE and an exemplar mean (replay has the same structure);
 # ewc adds the global penalty term. Each mode costs two model builds and traces.
-_MODES = ["distill", "ewc", "distill-adam"]
+_MODES = ["distill", "ewc", "agem", "derpp", "distill-adam"]
 
 
 def _compare(mode: str) -> dict:
@@ -25,15 +25,26 @@ def _compare(mode: str) -> dict:
     import keras
     import numpy as np
     import tensorflow as tf
-    from test_sasrec import left_padded, randomize, tiny_model
 
     from ader_tf.models.recommender import make_optimizer
+    from tests.helpers import left_padded, randomize
+    from tests.helpers import tiny_sasrec_model as tiny_model
 
     # "<mode>-adam": the fused Adam of `make_optimizer` under the strategy (lr 5e-4).
     adam = mode.endswith("-adam")
     mode = mode.removesuffix("-adam")
 
-    from ader_tf.continual.ewc import compute_fisher
+    from ader_tf.continual.importance import compute_fisher
+    from ader_tf.continual.teacher import frozen_teacher
+    from ader_tf.objectives import (
+        CrossEntropy,
+        Distillation,
+        GradientProjection,
+        ImportancePenalty,
+        LogitMatching,
+        Replay,
+        combine,
+    )
 
     # 8 rows; exemplars last, so replica 0 gets 4 current rows and replica 1 gets 1 current
     # and 3 exemplar rows: per-replica means would differ from the global ones.
@@ -41,7 +52,9 @@ def _compare(mode: str) -> dict:
     ids = left_padded(rng, [1, 2, 6, 3, 4, 5, 2, 1], 6, 30)
     targets = rng.integers(1, 31, 8).astype(np.int32)
     is_exemplar = np.array([0, 0, 0, 0, 0, 1, 1, 1], np.float32)
-    data = tf.data.Dataset.from_tensors(({"item_ids": ids, "is_exemplar": is_exemplar}, targets))
+    exemplar_index = np.array([-1, -1, -1, -1, -1, 2, 0, 1], np.int32)
+    features = {"item_ids": ids, "is_exemplar": is_exemplar, "exemplar_index": exemplar_index}
+    data = tf.data.Dataset.from_tensors((features, targets))
 
     fisher: dict = {}
 
@@ -56,22 +69,27 @@ def _compare(mode: str) -> dict:
             optimizer = make_optimizer(5e-4) if adam else keras.optimizers.SGD(0.5)
             model.compile(optimizer=optimizer)
             model.build_all(6)
-        kwargs = {"lambda_t": 0.7}
         if mode == "distill":
             teacher = tiny_model(seed=2)
             randomize(teacher, seed=2)
-            teacher.set_max_item(20)
-            kwargs["teacher"] = teacher.frozen_copy()
+            model.set_objective(combine(CrossEntropy(), Distillation(frozen_teacher(teacher, 20),
+                                                                     0.7)))
         if mode == "ewc":
             # Same weights in both builds, so the Fisher information is computed once.
             if "state" not in fisher:
                 fisher["state"] = compute_fisher(model, ids, np.minimum(targets, 28), batch_size=4)
             state = fisher["state"]
             # Move the anchor so that the penalty and its gradient are not zero.
-            kwargs["ewc"] = type(state)(
-                state.fisher, tuple(p + 0.05 for p in state.previous), state.num_examples
-            )
-        model.configure_continual(mode, **kwargs)
+            anchor = tuple(p + 0.05 for p in state.anchor)
+            model.set_objective(combine(CrossEntropy(),
+                                        ImportancePenalty(state.importance, anchor, 0.7)))
+        if mode == "agem":
+            model.set_objective(combine(CrossEntropy(), GradientProjection()))
+        if mode == "derpp":
+            top = np.tile(np.arange(5, dtype=np.int32), (3, 1))
+            stored = np.tile(np.linspace(2.0, 1.0, 5, dtype=np.float32), (3, 1))
+            model.set_objective(combine(CrossEntropy(), LogitMatching(top, stored, [28, 20, 25],
+                                                                      0.7), Replay(0.5)))
         return model
 
     results = []

@@ -10,9 +10,10 @@ import sys
 
 import numpy as np
 import pytest
-from test_sasrec import left_padded, randomize, tiny_model
 
 from ader_tf.export import export_saved_model
+from tests.helpers import left_padded, randomize
+from tests.helpers import tiny_sasrec_model as tiny_model
 
 # Runs in a fresh interpreter: loads the SavedModel with TensorFlow alone.
 _LOADER = """

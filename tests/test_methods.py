@@ -8,13 +8,16 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_sasrec import left_padded, randomize, tiny_model
 
 from ader_tf.config import Config
 from ader_tf.continual.importance import ImportanceState
 from ader_tf.continual.methods import METHODS, CycleContext, adaptive_lambda, make_method
+from ader_tf.continual.teacher import frozen_teacher
 from ader_tf.data.examples import Examples
-from ader_tf.models.recommender import make_optimizer
+from ader_tf.models.gru4rec import GRU4RecEncoder
+from ader_tf.models.recommender import SessionRecommender, make_optimizer
+from ader_tf.models.sasrec import SASRecEncoder
+from ader_tf.models.stamp import STAMPEncoder
 from ader_tf.objectives import (
     CrossEntropy,
     Distillation,
@@ -23,6 +26,8 @@ from ader_tf.objectives import (
     LogitMatching,
     Replay,
 )
+from tests.helpers import left_padded, randomize
+from tests.helpers import tiny_sasrec_model as tiny_model
 
 NUM_ITEMS, MAXLEN = 30, 6
 
@@ -232,3 +237,43 @@ def test_derpp_keeps_the_scores_of_carried_over_exemplars(tmp_path):
         np.testing.assert_array_equal(resumed.stored[key], method.stored[key])
     objective = method.objective(_context(config, model, 3, second, tmp_path=tmp_path))
     assert _parts(objective) == [CrossEntropy, LogitMatching, Replay]
+
+
+# === Every method on every neural backbone ===
+
+
+def _encoder(name: str, seed: int):
+    if name == "gru4rec":
+        return GRU4RecEncoder(NUM_ITEMS, hidden_units=8, maxlen=MAXLEN, seed=seed)
+    if name in ("stamp", "stmp"):
+        return STAMPEncoder(NUM_ITEMS, hidden_units=8, maxlen=MAXLEN, attention=name == "stamp",
+                            seed=seed)
+    return SASRecEncoder(NUM_ITEMS, hidden_units=8, maxlen=MAXLEN, num_blocks=1, seed=seed)
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "stamp", "stmp"])
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_trains_every_backbone(name, backbone, tmp_path):
+    """Cycle 1's hook, then one step of cycle 2's objective, on each encoder."""
+    options = {"derpp_top_k": 3} if name == "derpp" else {}
+    config = Config(method=name, ewc_sample_num=6, **options)
+    method = make_method(config)
+    model = SessionRecommender(_encoder(backbone, 1))
+    model.compile(optimizer=make_optimizer(1e-2), run_eagerly=True)
+    model.build_all(MAXLEN)
+    exemplars = _examples(6, 1) if method.keeps_exemplars else None
+    origin = np.full(6, -1) if exemplars is not None else None
+    method.after_cycle(_context(config, model, 1, exemplars, origin, tmp_path))
+    teacher = frozen_teacher(model, 20)
+    objective = method.objective(_context(config, model, 2, exemplars, tmp_path=tmp_path,
+                                          teacher=teacher))
+    model.set_objective(objective)
+    rows = _examples(8, 2)
+    features = {"item_ids": rows.inputs, "is_exemplar": np.array([0] * 5 + [1] * 3, np.float32),
+                "exemplar_index": np.array([-1] * 5 + [0, 4, 2], np.int32)}
+    before = [np.asarray(v).copy() for v in model.trainable_variables]
+    values = model.train_on_batch(features, rows.targets, return_dict=True)
+    assert set(values) == {"loss", *objective.term_names, *objective.reference_names}
+    assert all(np.isfinite(v) for v in values.values())
+    assert any(not np.array_equal(b, np.asarray(v))
+               for b, v in zip(before, model.trainable_variables, strict=True))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_sasrec import left_padded, randomize, tiny_model
 
 from ader_tf.continual.importance import compute_fisher
 from ader_tf.continual.teacher import frozen_teacher
@@ -21,6 +20,8 @@ from ader_tf.objectives import (
     combine,
 )
 from ader_tf.objectives.gradient_projection import project
+from tests.helpers import left_padded, randomize
+from tests.helpers import tiny_sasrec_model as tiny_model
 
 NUM_ITEMS, MAXLEN, TEACHER_ITEMS, LAMBDA = 30, 6, 20, 0.7
 IS_EXEMPLAR = np.array([0, 0, 0, 0, 0, 1, 1, 1], np.float32)

@@ -42,31 +42,39 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+PLAIN = ("ce_loss",)
+
+
 @pytest.mark.parametrize(
-    "flags, mode, keeps_exemplars",
+    "flags, terms, keeps_exemplars",
     [
-        ({}, "distill", True),
-        ({"disable_distillation": True}, "replay", True),
-        ({"ewc": True}, "ewc", True),
-        ({"finetune": True}, "plain", False),
-        ({"dropout": True}, "plain", False),
-        ({"joint": True}, "plain", False),
+        ({}, ("ce_loss", "kd_loss"), True),
+        ({"disable_distillation": True}, ("ce_loss", "er_loss"), True),
+        ({"ewc": True}, ("ce_loss", "ewc_loss"), True),
+        ({"finetune": True}, PLAIN, False),
+        ({"dropout": True}, PLAIN, False),
+        ({"joint": True}, PLAIN, False),
+        ({"method": "lwf"}, ("ce_loss", "kd_loss"), False),
+        ({"method": "agem"}, ("ce_loss",), True),
+        ({"method": "mas"}, ("ce_loss", "mas_loss"), False),
+        ({"method": "derpp", "derpp_top_k": 5}, ("ce_loss", "der_loss", "er_loss"), True),
+        ({"method": "er", "selection": "reservoir"}, ("ce_loss", "er_loss"), True),
     ],
 )
-def test_each_method_end_to_end(data_dir, tmp_path, flags, mode, keeps_exemplars):
+def test_each_method_end_to_end(data_dir, tmp_path, flags, terms, keeps_exemplars):
     export = not flags  # one method exports its SavedModels; the export has its own tests
     config = _config(data_dir, tmp_path, export_saved_models=export, **flags)
     runner = ContinualRunner(config)
     summary = runner.run()
     assert summary["cycles_completed"] == 2
-    assert runner.model.mode == mode
+    assert runner.model.objective.term_names == terms
     root = runner.paths.root
     rows = _rows(os.path.join(root, "metrics.csv"))
     assert [int(r["cycle"]) for r in rows] == [1, 2]
     assert all(0.0 <= float(r["recall20"]) <= 1.0 for r in rows)
     lambdas = [float(r["lambda"]) for r in rows]
     assert lambdas[0] == 0.0
-    assert (lambdas[1] > 0) == (mode != "plain")
+    assert (lambdas[1] > 0) == (terms not in (PLAIN, ("ce_loss",)))
     assert os.path.isfile(os.path.join(root, "exemplars", "cycle_2.npz")) == keeps_exemplars
     assert (int(rows[1]["exemplars_kept"]) > 0) == keeps_exemplars
     assert os.path.isdir(runner.paths.saved_model(2)) == export
@@ -178,21 +186,21 @@ def test_resume_after_kill_gives_the_same_metrics(data_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "flags, encoder, mode",
+    "flags, encoder, terms",
     [
-        ({"model": "gru4rec"}, "GRU4RecEncoder", "distill"),
-        ({"model": "stamp", "disable_distillation": True}, "STAMPEncoder", "replay"),
-        ({"model": "stmp", "ewc": True}, "STAMPEncoder", "ewc"),
+        ({"model": "gru4rec"}, "GRU4RecEncoder", ("ce_loss", "kd_loss")),
+        ({"model": "stamp", "disable_distillation": True}, "STAMPEncoder", ("ce_loss", "er_loss")),
+        ({"model": "stmp", "ewc": True}, "STAMPEncoder", ("ce_loss", "ewc_loss")),
         ({"model": "gru4rec", "gru4rec_training": "session_parallel", "finetune": True,
-          "gru4rec_n_sample": 16, "batch_size": 8}, "GRU4RecEncoder", "plain"),
+          "gru4rec_n_sample": 16, "batch_size": 8}, "GRU4RecEncoder", PLAIN),
     ],
 )
-def test_other_backbones_end_to_end(data_dir, tmp_path, flags, encoder, mode):
+def test_other_backbones_end_to_end(data_dir, tmp_path, flags, encoder, terms):
     runner = ContinualRunner(_config(data_dir, tmp_path, **flags))
     summary = runner.run()
     assert summary["cycles_completed"] == 2
     assert type(runner.model.encoder).__name__ == encoder
-    assert runner.model.mode == mode
+    assert runner.model.objective.term_names == terms
     rows = _rows(os.path.join(runner.paths.root, "metrics.csv"))
     assert all(0.0 < float(r["recall20"]) <= 1.0 for r in rows)
     assert all(int(r["best_epoch"]) >= 1 for r in rows)
@@ -242,3 +250,25 @@ def test_session_knn_resumes_to_the_same_metrics(data_dir, tmp_path):
     resumed = run(_config(data_dir, tmp_path / "b", **flags))
     assert resumed["cycles_completed"] == 2
     assert resumed["mean"] == straight["mean"]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"method": "lwf", "model": "gru4rec"},
+        {"method": "agem", "model": "stamp"},
+        {"method": "mas", "model": "stmp"},
+        {"method": "derpp", "derpp_top_k": 5},
+        {"method": "er", "selection": "reservoir", "exemplar_size": 40},
+    ],
+)
+def test_methods_resume_to_the_same_metrics(data_dir, tmp_path, flags):
+    """A run stopped after cycle 1 and started again ends as one that never stopped: what the
+    method keeps between cycles (teacher, importance, stored scores, reservoir) is restored."""
+    straight = run(_config(data_dir, tmp_path / "a", **flags))
+    run(_config(data_dir, tmp_path / "b", cycles=1, **flags))
+    resumed = run(_config(data_dir, tmp_path / "b", **flags))
+    assert resumed["cycles_completed"] == 2
+    assert resumed["mean"] == straight["mean"]
+    assert _rows(tmp_path / "a" / "sample-ADER" / "metrics.csv")[1]["lambda"] == _rows(
+        tmp_path / "b" / "sample-ADER" / "metrics.csv")[1]["lambda"]

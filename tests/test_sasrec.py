@@ -1,4 +1,5 @@
-"""SASRec encoder and SessionRecommender: parity, padding invariance, state and serialisation."""
+"""SASRec encoder: parity with the reference, padding tricks, tied dropout; the recommender
+around it: item universe, frozen copies, checkpoints, the fused Adam."""
 
 from __future__ import annotations
 
@@ -8,54 +9,31 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_sasrec_reference import sasrec_fixture
 
+from ader_tf.continual.teacher import frozen_teacher
 from ader_tf.convert import load_original_checkpoint
 from ader_tf.models import layers as ader_layers
 from ader_tf.models import sasrec as sasrec_module
 from ader_tf.models.recommender import SessionRecommender, make_optimizer
 from ader_tf.models.sasrec import SASRecEncoder, trim_left_padding
+from tests.encoder_test_case import run_encoder_test
+from tests.helpers import left_padded, randomize, tiny_sasrec_model
+from tests.sasrec_reference import sasrec_fixture
+
+# === Checks shared by every encoder ===
 
 
-def tiny_model(
-    num_items: int = 30,
-    hidden_units: int = 8,
-    maxlen: int = 6,
-    num_blocks: int = 2,
-    num_heads: int = 2,
-    dropout_rate: float = 0.0,
-    seed: int = 1,
-    **kwargs,
-) -> SessionRecommender:
-    encoder = SASRecEncoder(
-        num_items,
-        hidden_units=hidden_units,
-        maxlen=maxlen,
-        num_blocks=num_blocks,
-        num_heads=num_heads,
-        dropout_rate=dropout_rate,
-        seed=seed,
-        **kwargs,
-    )
-    return SessionRecommender(encoder)
-
-
-def randomize(model: SessionRecommender, seed: int = 0) -> None:
-    """Non-trivial values everywhere (LN betas too, which exercises the query-mask quirk)."""
-    rng = np.random.default_rng(seed)
-    for v in model.trainable_variables:
-        value = rng.standard_normal(v.shape) * 0.3
-        if v.path.endswith("gamma"):
-            value += 1.0
-        v.assign(value.astype(np.float32))
-
-
-def left_padded(rng: np.random.Generator, lengths: list[int], width: int, num_items: int):
-    ids = np.zeros((len(lengths), width), np.int32)
-    for row, length in enumerate(lengths):
-        if length:
-            ids[row, width - length :] = rng.integers(1, num_items + 1, length)
-    return ids
+@pytest.mark.parametrize(
+    "init_kwargs",
+    [
+        {"num_heads": 2, "dropout_rate": 0.3},
+        {"num_blocks": 1, "dropout_rate": 0.2, "tied_dropout": False, "length_groups": 1},
+    ],
+    ids=["tied-dropout", "untied-one-block"],
+)
+def test_encoder_checks(tmp_path, init_kwargs: dict) -> None:
+    base = {"num_items": 20, "hidden_units": 8, "maxlen": 5, "seed": 5}
+    run_encoder_test(SASRecEncoder, base | init_kwargs, tmp_path)
 
 
 # === Architecture parity ===
@@ -71,7 +49,7 @@ def test_parity_with_reference_checkpoint() -> None:
 
 
 def test_tf1_default_initialisation() -> None:
-    model = tiny_model(num_items=300, hidden_units=16, maxlen=10, num_blocks=1, num_heads=1)
+    model = tiny_sasrec_model(num_items=300, hidden_units=16, maxlen=10, num_blocks=1, num_heads=1)
     encoder = model.encoder
     table = keras.ops.convert_to_numpy(encoder.item_embeddings)
     limit = np.sqrt(6.0 / (301 + 16))  # Glorot over the table's own shape
@@ -94,47 +72,24 @@ def test_trim_left_padding() -> None:
 
 
 @pytest.mark.parametrize("num_heads", [1, 2])
-def test_any_width_gives_the_padded_result(num_heads: int) -> None:
-    model = tiny_model(num_heads=num_heads)
+def test_trimming_and_length_groups_change_nothing(num_heads: int) -> None:
+    model = tiny_sasrec_model(num_heads=num_heads)
     randomize(model)
-    rng = np.random.default_rng(3)
-    lengths = [1, 2, 3, 6, 4, 2]
-    full = left_padded(rng, lengths, 6, 30)
+    full = left_padded(np.random.default_rng(3), [1, 2, 3, 6, 4, 2], 6, 30)
     expected = model.predict_logits(full).numpy()
-    # Width = longest row, rows alone at their own width, and rows wider than maxlen.
-    np.testing.assert_allclose(model.predict_logits(full[:, -6:]).numpy(), expected, atol=1e-5)
-    for row, length in enumerate(lengths):
-        alone = model.predict_logits(full[row : row + 1, 6 - length :]).numpy()
-        np.testing.assert_allclose(alone[0], expected[row], atol=1e-5)
-    short = full[[1, 5]]
-    np.testing.assert_allclose(
-        model.predict_logits(short[:, -2:]).numpy(), expected[[1, 5]], atol=1e-5
-    )
-    wider = np.concatenate([rng.integers(1, 31, (6, 3)).astype(np.int32), full], axis=1)
-    wider[:, 3:] = full
-    wider[:, :3][np.asarray(lengths) < 6] = 0  # left padding stays padding
-    np.testing.assert_allclose(model.predict_logits(wider).numpy(), expected, atol=1e-5)
-    # Rows longer than maxlen keep their last maxlen items.
-    long_rows = np.concatenate([rng.integers(1, 31, (6, 4)).astype(np.int32), full], axis=1)
-    long_rows[:, 4:] = np.where(full == 0, 7, full)
-    np.testing.assert_allclose(
-        model.predict_logits(long_rows).numpy(),
-        model.predict_logits(long_rows[:, -6:]).numpy(),
-        atol=1e-6,
-    )
     # Without trimming (static shapes, e.g. for XLA) the result is the same.
-    untrimmed = tiny_model(num_heads=num_heads, trim_padding=False)
+    untrimmed = tiny_sasrec_model(num_heads=num_heads, trim_padding=False)
     untrimmed.set_weights(model.get_weights())
     np.testing.assert_allclose(untrimmed.predict_logits(full).numpy(), expected, atol=1e-5)
-    # One trimmed group, or as many groups as rows: the same again.
+    # One trimmed group, or as many groups as rows (or more): the same again.
     for groups in (1, 6, 9):
-        grouped = tiny_model(num_heads=num_heads, length_groups=groups)
+        grouped = tiny_sasrec_model(num_heads=num_heads, length_groups=groups)
         grouped.set_weights(model.get_weights())
         np.testing.assert_allclose(grouped.predict_logits(full).numpy(), expected, atol=1e-5)
 
 
 def test_widths_do_not_retrace() -> None:
-    model = tiny_model()
+    model = tiny_sasrec_model()
     rng = np.random.default_rng(0)
     for width in range(1, 7):
         model.predict_logits(left_padded(rng, [width] * 3, width, 30))
@@ -169,7 +124,7 @@ def test_fused_adam_matches_keras_adam() -> None:
 
 
 def test_max_item_restricts_scores_without_rebuild() -> None:
-    model = tiny_model()
+    model = tiny_sasrec_model()
     ids = np.array([[0, 0, 0, 0, 1, 2]], np.int32)
     all_items = model.predict_logits(ids).numpy()
     assert all_items.shape == (1, 30)
@@ -183,45 +138,36 @@ def test_max_item_restricts_scores_without_rebuild() -> None:
 
 
 def test_constructor_validation() -> None:
-    with pytest.raises(ValueError, match="divisible"):
-        SASRecEncoder(10, hidden_units=10, num_heads=3)
-    with pytest.raises(ValueError, match="num_items"):
-        SASRecEncoder(0)
-    with pytest.raises(ValueError, match="dropout_rate"):
-        SASRecEncoder(10, dropout_rate=1.5)
-    with pytest.raises(ValueError, match="must have"):
-        SessionRecommender(keras.layers.Dense(3))
+    """SASRec's own arguments (the shared ones are checked in test_encoder.py)."""
+    for kwargs, message in (
+        ({"hidden_units": 10, "num_heads": 3}, "divisible"),
+        ({"num_heads": 0}, "`num_heads` must be >= 1, got 0"),
+        ({"num_blocks": -1}, "`num_blocks` must be >= 0, got -1"),
+        ({"length_groups": 0}, "`length_groups` must be >= 1, got 0"),
+        ({"l2_emb": -0.5}, "`l2_emb` must be >= 0, got -0.5"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            SASRecEncoder(10, **kwargs)
 
 
-def test_frozen_copy_is_an_identical_frozen_model() -> None:
-    model = tiny_model()
+def test_frozen_teacher_is_an_identical_frozen_model() -> None:
+    model = tiny_sasrec_model()
     randomize(model)
-    model.set_max_item(20)
-    teacher = model.frozen_copy()
+    model.set_max_item(25)
+    teacher = frozen_teacher(model, 20)
     assert not teacher.trainable and teacher.max_item == 20
     assert teacher.trainable_variables == []
     ids = np.array([[0, 0, 3, 4, 5, 6]], np.int32)
+    np.testing.assert_allclose(
+        teacher.predict_logits(ids), model.predict_logits(ids)[:, :20], atol=0
+    )
+    # Refilled in place: the same object takes the student's new weights.
+    randomize(model, seed=9)
+    assert frozen_teacher(model, 25, reuse=teacher) is teacher
     np.testing.assert_allclose(teacher.predict_logits(ids), model.predict_logits(ids), atol=0)
 
 
 # === Serialisation and checkpoints ===
-
-
-def test_keras_file_round_trip(tmp_path) -> None:
-    model = tiny_model(dropout_rate=0.3, seed=5)
-    randomize(model)
-    model.set_max_item(17)
-    model.compile(optimizer=make_optimizer())
-    path = os.path.join(tmp_path, "model.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    assert isinstance(loaded, SessionRecommender)
-    assert loaded.encoder.get_config() == model.encoder.get_config()
-    assert loaded.max_item == 17
-    ids = np.array([[0, 0, 3, 4, 5, 6], [0, 0, 0, 0, 0, 9]], np.int32)
-    np.testing.assert_allclose(loaded.predict_logits(ids), model.predict_logits(ids), atol=0)
-    restored = SessionRecommender.from_config(model.get_config())
-    assert restored.encoder.get_config() == model.encoder.get_config()
 
 
 def _fit_batches(model: SessionRecommender, steps: int, seed: int) -> None:
@@ -233,14 +179,14 @@ def _fit_batches(model: SessionRecommender, steps: int, seed: int) -> None:
 
 
 def test_checkpoint_restores_model_and_optimizer(tmp_path) -> None:
-    model = tiny_model()
+    model = tiny_sasrec_model()
     model.compile(optimizer=make_optimizer())
     _fit_batches(model, 4, seed=0)
     prefix = tf.train.Checkpoint(model=model, optimizer=model.optimizer).write(
         os.path.join(tmp_path, "ckpt")
     )
 
-    restored = tiny_model(seed=99)
+    restored = tiny_sasrec_model(seed=99)
     restored.compile(optimizer=make_optimizer())
     restored.build_all(6)
     tf.train.Checkpoint(model=restored, optimizer=restored.optimizer).read(prefix).assert_consumed()
@@ -253,23 +199,6 @@ def test_checkpoint_restores_model_and_optimizer(tmp_path) -> None:
     _fit_batches(restored, 2, seed=1)
     for a, b in zip(model.get_weights(), restored.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
-
-
-def test_reseed_dropout_fixes_the_masks():
-    """Same reseed -> same training-mode output, whatever ran before (resume relies on it)."""
-    model = tiny_model(seed=1, dropout_rate=0.5)
-    model.compile(optimizer=make_optimizer())
-    model.build_all(6)
-    ids = left_padded(np.random.default_rng(0), [3, 5, 6], 6, 30)
-    model.reseed_dropout(11)
-    first = model.represent(ids, training=True).numpy()
-    model.represent(ids, training=True)  # advances the generators
-    model.reseed_dropout(11)
-    again = model.represent(ids, training=True).numpy()
-    model.reseed_dropout(12)
-    other = model.represent(ids, training=True).numpy()
-    np.testing.assert_array_equal(first, again)
-    assert not np.allclose(first, other)
 
 
 # === Tied dropout (the reference's shared op seed) ===
@@ -294,7 +223,7 @@ def _recorded_noise(monkeypatch, tied: bool, lengths: list[int]) -> list[np.ndar
 
     monkeypatch.setattr(ader_layers, "dropout_from_uniform", record)
     monkeypatch.setattr(sasrec_module, "dropout_from_uniform", record)
-    model = tiny_model(dropout_rate=0.3, num_heads=2, length_groups=1, tied_dropout=tied)
+    model = tiny_sasrec_model(dropout_rate=0.3, num_heads=2, length_groups=1, tied_dropout=tied)
     model.represent(left_padded(np.random.default_rng(0), lengths, 6, 30), training=True)
     return seen
 
@@ -316,7 +245,7 @@ def test_untied_dropout_draws_each_mask_itself(monkeypatch) -> None:
 
 def test_tied_dropout_changes_nothing_without_training() -> None:
     ids = left_padded(np.random.default_rng(3), [1, 3, 6], 6, 30)
-    tied = tiny_model(dropout_rate=0.3, tied_dropout=True)
-    untied = tiny_model(dropout_rate=0.3, tied_dropout=False)
+    tied = tiny_sasrec_model(dropout_rate=0.3, tied_dropout=True)
+    untied = tiny_sasrec_model(dropout_rate=0.3, tied_dropout=False)
     untied.set_weights(tied.get_weights())
     np.testing.assert_allclose(tied.predict_logits(ids), untied.predict_logits(ids), atol=1e-6)

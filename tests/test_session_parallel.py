@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_data_session_parallel import sessions_of
-from test_gru4rec import NUM_ITEMS, tiny_encoder
 
 from ader_tf.data.session_parallel import session_parallel_batches
 from ader_tf.models.session_parallel import LOSSES, negative_mask, reset_states, sampled_loss
+from tests.helpers import NUM_ITEMS, sessions_of
+from tests.helpers import tiny_gru4rec_encoder as tiny_encoder
 
 # === State resets ===
 

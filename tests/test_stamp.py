@@ -1,44 +1,56 @@
-"""STAMP / STMP encoder: hand-computed values, padding, serialisation, the score hook, training."""
+"""STAMP / STMP encoder: the shared encoder checks, hand-computed values, the score hook."""
 
 from __future__ import annotations
-
-import os
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from ader_tf.continual.teacher import frozen_teacher
 from ader_tf.data.examples import examples_from_sessions
 from ader_tf.data.periods import group_sessions
-from ader_tf.export import export_saved_model
 from ader_tf.models.recommender import SessionRecommender, make_optimizer
 from ader_tf.models.stamp import STAMPEncoder
+from ader_tf.objectives import CrossEntropy, Distillation, combine
+from tests.encoder_test_case import run_encoder_test
+from tests.helpers import left_padded, randomize
 
 NUM_ITEMS, MAXLEN = 20, 5
 
 
-def tiny_model(attention: bool = True, seed: int = 1, **kwargs) -> SessionRecommender:
+def tiny_stamp(attention: bool = True, seed: int = 1, **kwargs) -> SessionRecommender:
     kwargs = {"num_items": NUM_ITEMS, "hidden_units": 8, "maxlen": MAXLEN, **kwargs}
     return SessionRecommender(STAMPEncoder(attention=attention, seed=seed, **kwargs))
 
 
-def randomize(model: SessionRecommender, seed: int = 0) -> None:
-    """Values far from the tiny initialisation, so every term matters."""
-    rng = np.random.default_rng(seed)
-    for v in model.trainable_variables:
-        v.assign((rng.standard_normal(v.shape) * 0.5).astype(np.float32))
-
-
-def left_padded(rng: np.random.Generator, lengths: list[int], width: int) -> np.ndarray:
-    ids = np.zeros((len(lengths), width), np.int32)
-    for row, length in enumerate(lengths):
-        ids[row, width - length :] = rng.integers(1, NUM_ITEMS + 1, length)
-    return ids
-
-
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+
+
+# === Checks shared by every encoder ===
+
+
+@pytest.mark.parametrize(
+    "attention, output_activation", [(True, "none"), (False, "none"), (True, "sigmoid")]
+)
+def test_encoder_checks(tmp_path, attention: bool, output_activation: str) -> None:
+    init_kwargs = {
+        "num_items": NUM_ITEMS,
+        "hidden_units": 8,
+        "attention": attention,
+        "maxlen": MAXLEN,
+        "dropout_rate": 0.2,
+        "seed": 2,
+        "output_activation": output_activation,
+    }
+    losses = run_encoder_test(
+        STAMPEncoder, init_kwargs, tmp_path, learning_rate=5e-2, epochs=8
+    )
+    before, after = losses["loss_before"], losses["loss_after"]
+    assert before == pytest.approx(np.log(NUM_ITEMS), abs=1e-3)  # tiny init: near uniform
+    # Softmax over sigmoid scores cannot beat log(1 + (n - 1) / e) per row.
+    floor = np.log(1 + (NUM_ITEMS - 1) / np.e) if output_activation == "sigmoid" else 0.0
+    assert after < before - 0.4 * (before - floor)
 
 
 # === Hand-computed values ===
@@ -97,43 +109,12 @@ def test_stamp_attention_by_hand() -> None:
     )
 
 
-# === Padding, widths, tracing ===
-
-
-@pytest.mark.parametrize("attention", [True, False])
-def test_left_padding_and_width_do_not_change_results(attention: bool) -> None:
-    model = tiny_model(attention)
-    randomize(model)
-    rng = np.random.default_rng(3)
-    lengths = [1, 2, 5, 3, 4]
-    full = left_padded(rng, lengths, MAXLEN)
-    expected = model.predict_logits(full).numpy()
-    for row, length in enumerate(lengths):
-        alone = model.predict_logits(full[row : row + 1, MAXLEN - length :]).numpy()
-        np.testing.assert_allclose(alone[0], expected[row], atol=1e-5)
-    wider = np.concatenate([np.zeros((5, 3), np.int32), full], axis=1)
-    np.testing.assert_allclose(model.predict_logits(wider).numpy(), expected, atol=1e-6)
-    # Rows longer than maxlen keep their last maxlen items.
-    long_rows = np.concatenate([rng.integers(1, NUM_ITEMS + 1, (5, 3)), full], axis=1)
-    long_rows[:, 3:] = np.where(full == 0, 7, full)
-    np.testing.assert_allclose(
-        model.predict_logits(long_rows).numpy(),
-        model.predict_logits(long_rows[:, -MAXLEN:]).numpy(),
-        atol=1e-6,
-    )
-    # One compiled function ([None, None] int32) served every batch size and width.
-    assert model._compiled["logits"].experimental_get_tracing_count() == 1
-
-
-# === Configuration and serialisation ===
+# === Configuration ===
 
 
 def test_constructor_validation() -> None:
+    """STAMP's own arguments (the shared ones are checked in test_encoder.py)."""
     for kwargs, quoted in (
-        ({"num_items": 0}, "0"),
-        ({"hidden_units": -2}, "-2"),
-        ({"maxlen": 0}, "0"),
-        ({"dropout_rate": 1.5}, "1.5"),
         ({"output_activation": "softmax"}, "softmax"),
         ({"attention": "yes"}, "yes"),
     ):
@@ -141,33 +122,9 @@ def test_constructor_validation() -> None:
             STAMPEncoder(**{"num_items": 10, **kwargs})
 
 
-def test_config_round_trip() -> None:
-    encoder = STAMPEncoder(
-        12,
-        hidden_units=6,
-        attention=False,
-        maxlen=7,
-        dropout_rate=0.2,
-        seed=3,
-        output_activation="sigmoid",
-        name="stmp",
-    )
-    config = encoder.get_config()
-    arguments = {
-        "num_items",
-        "hidden_units",
-        "attention",
-        "maxlen",
-        "dropout_rate",
-        "seed",
-        "output_activation",
-    }
-    assert arguments <= set(config)
-    assert STAMPEncoder.from_config(config).get_config() == config
-    model = SessionRecommender(encoder)
-    assert SessionRecommender.from_config(model.get_config()).encoder.get_config() == config
-    # STMP has no attention weights; STAMP adds W_1, b_a, W_2, W_3, w_0.
-    assert len(encoder.trainable_weights) == 5
+def test_stmp_has_no_attention_weights() -> None:
+    # STMP has W_s, b_s, W_t, b_t and the table; STAMP adds W_1, b_a, W_2, W_3, w_0.
+    assert len(STAMPEncoder(12, hidden_units=6, attention=False).trainable_weights) == 5
     assert len(STAMPEncoder(12, hidden_units=6).trainable_weights) == 10
 
 
@@ -180,42 +137,16 @@ def test_paper_initialisation() -> None:
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(encoder.session_mlp.bias), 0.0)
 
 
-@pytest.mark.parametrize("output_activation", ["sigmoid", "none"])
-def test_keras_file_round_trip(tmp_path, output_activation: str) -> None:
-    model = tiny_model(dropout_rate=0.3, output_activation=output_activation)
-    randomize(model)
-    model.set_max_item(15)
-    path = os.path.join(tmp_path, "model.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    assert isinstance(loaded.encoder, STAMPEncoder)
-    assert loaded.encoder.get_config() == model.encoder.get_config()
-    ids = left_padded(np.random.default_rng(0), [1, 4, 5], MAXLEN)
-    np.testing.assert_allclose(loaded.predict_logits(ids), model.predict_logits(ids), atol=0)
-
-
-def test_saved_model_export(tmp_path) -> None:
-    model = tiny_model(attention=True)
-    randomize(model)
-    path = export_saved_model(model, os.path.join(tmp_path, "saved_model"), k=3)
-    loaded = tf.saved_model.load(path)
-    rng = np.random.default_rng(2)
-    for width in (2, MAXLEN, MAXLEN + 2):  # one [None, None] signature serves every width
-        ids = left_padded(rng, [1, 2, 2], width)
-        scores = loaded.signatures["scores"](item_ids=tf.constant(ids))["scores"]
-        np.testing.assert_allclose(scores, model.predict_logits(ids), atol=1e-6)
-
-
 # === The score hook ===
 
 
 @pytest.mark.parametrize("attention", [True, False])
 def test_sigmoid_hook_applies_only_when_asked(attention: bool) -> None:
-    raw = tiny_model(attention, output_activation="none")
-    randomize(raw)
-    squashed = tiny_model(attention, output_activation="sigmoid")
+    raw = tiny_stamp(attention, output_activation="none")
+    randomize(raw, scale=0.5)
+    squashed = tiny_stamp(attention, output_activation="sigmoid")
     squashed.set_weights(raw.get_weights())
-    ids = left_padded(np.random.default_rng(1), [2, 3, 5], MAXLEN)
+    ids = left_padded(np.random.default_rng(1), [2, 3, 5], MAXLEN, NUM_ITEMS)
     table = keras.ops.convert_to_numpy(raw.encoder.item_embeddings)[1:]
     scores = raw.represent(ids).numpy() @ table.T
     np.testing.assert_allclose(raw.predict_logits(ids), scores, atol=1e-5)
@@ -225,11 +156,11 @@ def test_sigmoid_hook_applies_only_when_asked(attention: bool) -> None:
     np.testing.assert_allclose(logits, sigmoid(scores), atol=1e-6)
 
 
-# === Training ===
+# === Distillation ===
 
 
 def prefix_examples(num_sessions: int = 48, seed: int = 0):
-    """Full-softmax prefix examples of sessions that walk item i -> i + 1 (learnable)."""
+    """Prefix examples of sessions that walk item i -> i + 1, none of them an exemplar."""
     rng = np.random.default_rng(seed)
     session_ids, item_ids = [], []
     for s in range(num_sessions):
@@ -243,45 +174,16 @@ def prefix_examples(num_sessions: int = 48, seed: int = 0):
     return {"item_ids": examples.inputs, "is_exemplar": is_exemplar}, examples.targets
 
 
-@pytest.mark.parametrize(
-    "attention, output_activation", [(True, "none"), (False, "none"), (True, "sigmoid")]
-)
-def test_fit_lowers_the_loss(attention: bool, output_activation: str) -> None:
-    model = tiny_model(attention, seed=2, output_activation=output_activation)
-    model.compile(optimizer=make_optimizer(5e-2))
-    features, targets = prefix_examples()
-    before = float(np.mean(model.per_example_loss(features, targets)))
-    assert before == pytest.approx(np.log(NUM_ITEMS), abs=1e-3)  # tiny init: near uniform
-    data = tf.data.Dataset.from_tensor_slices((features, targets)).shuffle(256, seed=0).batch(32)
-    model.fit(data, epochs=12, verbose=0, shuffle=False)
-    after = float(np.mean(model.per_example_loss(features, targets)))
-    # Softmax over sigmoid scores cannot beat log(1 + (n - 1) / e) per row.
-    floor = np.log(1 + (NUM_ITEMS - 1) / np.e) if output_activation == "sigmoid" else 0.0
-    assert after < before - 0.4 * (before - floor)
-
-
 def test_distill_with_a_stamp_teacher() -> None:
-    teacher = tiny_model(seed=3, dropout_rate=0.2)
-    randomize(teacher, seed=3)
-    teacher.set_max_item(12)
-    teacher = teacher.frozen_copy()
-    model = tiny_model(seed=4, dropout_rate=0.2)
-    randomize(model, seed=4)
+    teacher = tiny_stamp(seed=3, dropout_rate=0.2)
+    randomize(teacher, seed=3, scale=0.5)
+    teacher = frozen_teacher(teacher, 12)
+    model = tiny_stamp(seed=4, dropout_rate=0.2)
+    randomize(model, seed=4, scale=0.5)
     model.compile(optimizer=make_optimizer(1e-2), run_eagerly=True)
-    model.configure_continual("distill", lambda_t=0.5, teacher=teacher)
+    model.set_objective(combine(CrossEntropy(), Distillation(teacher, 0.5)))
     features, targets = prefix_examples(num_sessions=8)
     features["is_exemplar"][::2] = 1.0
     values = model.train_on_batch(features, targets, return_dict=True)
     assert np.isfinite(values["kd_loss"]) and values["kd_loss"] > 0
     assert np.isfinite(values["loss"])
-
-
-def test_reseed_dropout_reaches_the_embedding_dropout() -> None:
-    model = tiny_model(dropout_rate=0.5)
-    randomize(model)
-    ids = left_padded(np.random.default_rng(0), [3, 4, 5], MAXLEN)
-    model.reseed_dropout(11)
-    first = model.represent(ids, training=True).numpy()
-    model.represent(ids, training=True)
-    model.reseed_dropout(11)
-    np.testing.assert_array_equal(model.represent(ids, training=True).numpy(), first)

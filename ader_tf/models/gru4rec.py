@@ -12,12 +12,13 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ader_tf.models.encoder import SessionEncoder, check_count, check_rate
 from ader_tf.models.layers import seeded
 from ader_tf.models.sasrec import trim_left_padding
 
 
 @keras.saving.register_keras_serializable(package="ader_tf")
-class GRU4RecEncoder(keras.layers.Layer):
+class GRU4RecEncoder(SessionEncoder):
     """GRU session encoder: the hidden state of the top layer after the last click, [B, d].
 
     The input of the first GRU layer is an item's row of `input_embeddings`: the paper feeds a
@@ -61,28 +62,18 @@ class GRU4RecEncoder(keras.layers.Layer):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        for name, value in (
-            ("num_items", num_items),
-            ("hidden_units", hidden_units),
-            ("num_layers", num_layers),
-            ("maxlen", maxlen),
-        ):
-            if int(value) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value}.")
-        for name, value in (
-            ("dropout_rate", dropout_rate),
-            ("embedding_dropout", embedding_dropout),
-        ):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
-        self.num_items = int(num_items)
-        self.hidden_units = int(hidden_units)
+        super().__init__(
+            num_items=num_items,
+            hidden_units=hidden_units,
+            maxlen=maxlen,
+            dropout_rate=dropout_rate,
+            seed=seed,
+            **kwargs,
+        )
+        check_count("num_layers", num_layers)
+        check_rate("embedding_dropout", embedding_dropout)
         self.num_layers = int(num_layers)
-        self.dropout_rate = float(dropout_rate)
         self.embedding_dropout = float(embedding_dropout)
-        self.maxlen = int(maxlen)
-        self.seed = seed
 
         # === Layers === (the Dropout layers own the seed generators `reseed_dropout` finds)
         self.input_dropout = keras.layers.Dropout(
@@ -220,13 +211,8 @@ class GRU4RecEncoder(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
-                "num_items": self.num_items,
-                "hidden_units": self.hidden_units,
                 "num_layers": self.num_layers,
-                "dropout_rate": self.dropout_rate,
                 "embedding_dropout": self.embedding_dropout,
-                "maxlen": self.maxlen,
-                "seed": self.seed,
             }
         )
         return config

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ader_tf.models.encoder import SessionEncoder
 from ader_tf.objectives import CrossEntropy, Objective, StepInputs, Term
 
 _INT_MATRIX = tf.TensorSpec([None, None], tf.int32, name="item_ids")
@@ -116,11 +117,10 @@ class SessionRecommender(keras.Model):
         **kwargs: Forwarded to `keras.Model`.
     """
 
-    def __init__(self, encoder: keras.layers.Layer, **kwargs: Any) -> None:
+    def __init__(self, encoder: SessionEncoder, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        for attribute in ("num_items", "item_embeddings"):  # TEMP-ENCODER
-            if not hasattr(encoder, attribute):
-                raise ValueError(f"`encoder` must have `{attribute}`, got {encoder!r}.")
+        if not isinstance(encoder, SessionEncoder):
+            raise ValueError(f"`encoder` must be a SessionEncoder, got {encoder!r}.")
         self.encoder = encoder
 
         # === State ===
@@ -229,8 +229,7 @@ class SessionRecommender(keras.Model):
         table = self.encoder.item_embeddings
         rows = tf.slice(table, [1, 0], tf.stack([tf.convert_to_tensor(self._max_item), -1]))
         logits = tf.matmul(representation, rows, transpose_b=True)
-        transform = getattr(self.encoder, "transform_scores", None)  # TEMP-ENCODER
-        return logits if transform is None else transform(logits)
+        return self.encoder.transform_scores(logits)
 
     def _compiled_fn(self, name: str, fn: Any, signature: list) -> Any:
         return self._compiled.get(name, fn, signature)

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ader_tf.models.encoder import SessionEncoder, check_count
 from ader_tf.models.layers import SASRecBlock, TF1LayerNorm, dropout_from_uniform, seeded
 
 
@@ -24,7 +25,7 @@ def trim_left_padding(item_ids: tf.Tensor) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="ader_tf")
-class SASRecEncoder(keras.layers.Layer):
+class SASRecEncoder(SessionEncoder):
     """Self-attentive session encoder (Kang & McAuley 2018) in the ADER reference's variant.
 
     Maps item ids [B, L] (left-padded with 0, any L; rows longer than `maxlen` keep their last
@@ -67,35 +68,26 @@ class SASRecEncoder(keras.layers.Layer):
         tied_dropout: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        for name, value in (
-            ("num_items", num_items),
-            ("hidden_units", hidden_units),
-            ("maxlen", maxlen),
-            ("num_heads", num_heads),
-        ):
-            if int(value) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value}.")
-        if num_blocks < 0:
-            raise ValueError(f"`num_blocks` must be >= 0, got {num_blocks}.")
+        super().__init__(
+            num_items=num_items,
+            hidden_units=hidden_units,
+            maxlen=maxlen,
+            dropout_rate=dropout_rate,
+            seed=seed,
+            **kwargs,
+        )
+        check_count("num_heads", num_heads)
+        check_count("num_blocks", num_blocks, minimum=0)
         if hidden_units % num_heads != 0:
             raise ValueError(
                 f"`hidden_units` ({hidden_units}) must be divisible by `num_heads` ({num_heads})."
             )
-        if not 0.0 <= dropout_rate < 1.0:
-            raise ValueError(f"`dropout_rate` must be in [0, 1), got {dropout_rate}.")
-        if length_groups < 1:
-            raise ValueError(f"`length_groups` must be >= 1, got {length_groups}.")
+        check_count("length_groups", length_groups)
         if l2_emb < 0:
             raise ValueError(f"`l2_emb` must be >= 0, got {l2_emb}.")
-        self.num_items = int(num_items)
-        self.hidden_units = int(hidden_units)
-        self.maxlen = int(maxlen)
         self.num_blocks = int(num_blocks)
         self.num_heads = int(num_heads)
-        self.dropout_rate = float(dropout_rate)
         self.l2_emb = float(l2_emb)
-        self.seed = seed
         self.trim_padding = bool(trim_padding)
         self.length_groups = int(length_groups)
         self.tied_dropout = bool(tied_dropout)
@@ -199,14 +191,9 @@ class SASRecEncoder(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
-                "num_items": self.num_items,
-                "hidden_units": self.hidden_units,
-                "maxlen": self.maxlen,
                 "num_blocks": self.num_blocks,
                 "num_heads": self.num_heads,
-                "dropout_rate": self.dropout_rate,
                 "l2_emb": self.l2_emb,
-                "seed": self.seed,
                 "trim_padding": self.trim_padding,
                 "length_groups": self.length_groups,
                 "tied_dropout": self.tied_dropout,

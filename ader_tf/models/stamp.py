@@ -7,6 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ader_tf.models.encoder import SessionEncoder
 from ader_tf.models.layers import seeded
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "none")
@@ -18,7 +19,7 @@ _EMBEDDING_STDDEV = 0.002
 
 
 @keras.saving.register_keras_serializable(package="ader_tf")
-class STAMPEncoder(keras.layers.Layer):
+class STAMPEncoder(SessionEncoder):
     """Short-Term Attention/Memory Priority encoder; `attention=False` gives STMP.
 
     With x_1..x_t the embeddings of a session's items (padding excluded), m_s their mean and
@@ -74,29 +75,22 @@ class STAMPEncoder(keras.layers.Layer):
         output_activation: str = "none",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        for name, value in (
-            ("num_items", num_items),
-            ("hidden_units", hidden_units),
-            ("maxlen", maxlen),
-        ):
-            if int(value) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value}.")
+        super().__init__(
+            num_items=num_items,
+            hidden_units=hidden_units,
+            maxlen=maxlen,
+            dropout_rate=dropout_rate,
+            seed=seed,
+            **kwargs,
+        )
         if attention not in (True, False):
             raise ValueError(f"`attention` must be a bool, got {attention!r}.")
-        if not 0.0 <= dropout_rate < 1.0:
-            raise ValueError(f"`dropout_rate` must be in [0, 1), got {dropout_rate}.")
         if output_activation not in OUTPUT_ACTIVATIONS:
             raise ValueError(
                 f"`output_activation` must be one of {OUTPUT_ACTIVATIONS}, "
                 f"got {output_activation!r}."
             )
-        self.num_items = int(num_items)
-        self.hidden_units = int(hidden_units)
         self.attention = bool(attention)
-        self.maxlen = int(maxlen)
-        self.dropout_rate = float(dropout_rate)
-        self.seed = seed
         self.output_activation = output_activation
 
         # === Layers ===
@@ -197,12 +191,7 @@ class STAMPEncoder(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
-                "num_items": self.num_items,
-                "hidden_units": self.hidden_units,
                 "attention": self.attention,
-                "maxlen": self.maxlen,
-                "dropout_rate": self.dropout_rate,
-                "seed": self.seed,
                 "output_activation": self.output_activation,
             }
         )

@@ -1,0 +1,97 @@
+"""Tiny models and data shared by the test modules (imported as `tests.helpers`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ader_tf.data.periods import Sessions
+from ader_tf.models.gru4rec import GRU4RecEncoder
+from ader_tf.models.recommender import SessionRecommender
+from ader_tf.models.sasrec import SASRecEncoder
+
+# Vocabulary of the tiny GRU4Rec encoder and of the patterned sessions.
+NUM_ITEMS = 20
+
+
+def left_padded(
+    rng: np.random.Generator, lengths: list[int], width: int, num_items: int
+) -> np.ndarray:
+    """Random ids [len(lengths), width] in 1..num_items, row i holding lengths[i] of them."""
+    ids = np.zeros((len(lengths), width), np.int32)
+    for row, length in enumerate(lengths):
+        if length:
+            ids[row, width - length :] = rng.integers(1, num_items + 1, length)
+    return ids
+
+
+def pad_sessions(sessions: list[list[int]], width: int) -> np.ndarray:
+    """The sessions as rows of ids [len(sessions), width], left-padded with 0."""
+    ids = np.zeros((len(sessions), width), np.int32)
+    for row, session in enumerate(sessions):
+        if session:
+            ids[row, width - len(session) :] = session
+    return ids
+
+
+def randomize(model: Any, seed: int = 0, scale: float = 0.3) -> None:
+    """Sets every trainable variable of a model or layer to N(0, scale^2) values.
+
+    Far from the (often tiny) initialisation, so that every term of a model matters. Layer
+    norm gammas get 1 + noise, and their betas are non-zero too, which exercises the SASRec
+    reference's query-mask quirk.
+    """
+    rng = np.random.default_rng(seed)
+    for v in model.trainable_variables:
+        value = rng.standard_normal(v.shape) * scale
+        if v.path.endswith("gamma"):
+            value += 1.0
+        v.assign(value.astype(np.float32))
+
+
+def tiny_sasrec_model(
+    num_items: int = 30,
+    hidden_units: int = 8,
+    maxlen: int = 6,
+    num_blocks: int = 2,
+    num_heads: int = 2,
+    dropout_rate: float = 0.0,
+    seed: int = 1,
+    **kwargs: Any,
+) -> SessionRecommender:
+    """A `SessionRecommender` around a small seeded `SASRecEncoder`."""
+    encoder = SASRecEncoder(
+        num_items,
+        hidden_units=hidden_units,
+        maxlen=maxlen,
+        num_blocks=num_blocks,
+        num_heads=num_heads,
+        dropout_rate=dropout_rate,
+        seed=seed,
+        **kwargs,
+    )
+    return SessionRecommender(encoder)
+
+
+def tiny_gru4rec_encoder(**kwargs: Any) -> GRU4RecEncoder:
+    """A seeded two-layer `GRU4RecEncoder` over `NUM_ITEMS` items (d = 8, maxlen = 6)."""
+    args = {"hidden_units": 8, "num_layers": 2, "maxlen": 6, "seed": 1}
+    return GRU4RecEncoder(NUM_ITEMS, **(args | kwargs))
+
+
+def patterned_sessions(num_sessions: int, seed: int = 0, num_items: int = NUM_ITEMS) -> Sessions:
+    """Sessions that walk 1 -> 2 -> ... (mod num_items) from a random start: learnable."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 7, num_sessions)
+    starts = rng.integers(0, num_items, num_sessions)
+    items = np.concatenate([(s + np.arange(n)) % num_items + 1 for s, n in zip(starts, lengths)])
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return Sessions(items.astype(np.int32), offsets)
+
+
+def sessions_of(lists: list[list[int]]) -> Sessions:
+    """Sessions holding ``lists`` in order."""
+    lengths = [len(s) for s in lists]
+    items = np.array([i for s in lists for i in s], np.int32)
+    return Sessions(items, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
