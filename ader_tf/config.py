@@ -39,70 +39,112 @@ _FINGERPRINTED_IF_CHANGED = frozenset(
 )
 
 
+def _option(default: Any, help: str, choices: Any = None) -> Any:
+    """A config field with its command-line help (and allowed values), declared once here.
+
+    ``main.py`` makes one flag per field from this metadata. ``choices`` is a tuple or a
+    function returning one (for lists known only once other modules are imported).
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def _method_names() -> tuple[str, ...]:
+    from ader_tf.continual.methods import METHODS
+
+    return tuple(METHODS)
+
+
+def field_choices(field: dataclasses.Field) -> tuple[str, ...] | None:
+    """The values a field allows, or None where any value of its type goes."""
+    choices = field.metadata.get("choices")
+    return choices() if callable(choices) else choices
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Everything a continual-learning run needs. See ``main.py`` for each flag's help."""
+    """Everything a continual-learning run needs; each field's help is its flag's help."""
 
-    dataset: str = "sample"
-    save_dir: str = "ADER"
-    # The continual method (see ader_tf.continual.methods); the original's --finetune,
-    # --dropout, --ewc, --joint and --disable_distillation select one of the paper's.
-    method: str = "ader"
+    dataset: str = _option("sample", "Dataset: DIGINETICA, YOOCHOOSE or the built-in sample (the "
+                           "original defaulted to DIGINETICA).", DATASETS)
+    save_dir: str = _option("ADER", "Run name: results go to <results_dir>/<dataset>-<save_dir>.")
+    method: str = _option("ader", "Continual method (see ader_tf/continual/methods/): ader (the "
+                          "paper's), er, finetune, dropout, ewc, joint, lwf, agem, mas, derpp. "
+                          "--finetune, --dropout, --ewc, --joint and --disable_distillation are "
+                          "aliases of the paper's.", _method_names)
     # Exemplars
-    exemplar_size: int = 30000
-    lambda_: float = 0.8
+    exemplar_size: int = _option(30000, "Number of exemplars kept per cycle.")
+    lambda_: float = _option(0.8, "Base weight of the continual term (ADER's distillation, ER's "
+                             "replay, EWC's and MAS's penalty, LwF's distillation; paper: 0.8 "
+                             "DIGINETICA, 1.0 YOOCHOOSE).")
     # Baselines
-    finetune: bool = False
-    dropout: bool = False
-    ewc: bool = False
-    joint: bool = False
-    ewc_sample_num: int = 1000
+    finetune: bool = _option(False, "Baseline: fine-tune, no exemplars, dropout 0 "
+                             "(= --method=finetune).")
+    dropout: bool = _option(False, "Baseline: fine-tune with dropout (= --method=dropout).")
+    ewc: bool = _option(False, "Baseline: elastic weight consolidation (= --method=ewc).")
+    joint: bool = _option(False, "Baseline: retrain from scratch on all periods so far "
+                          "(= --method=joint).")
+    ewc_sample_num: int = _option(1000, "Examples the importance is measured on (EWC: "
+                                  "exemplars; MAS: the cycle's training examples).")
     # Ablations
-    selection: str = "herding"
-    disable_distillation: bool = False
-    equal_exemplar: bool = False
-    fix_lambda: bool = False
+    selection: str = _option("herding", "Exemplar selection: per-item quotas filled by herding, "
+                             "loss or random, or reservoir sampling over the whole stream.",
+                             SELECTIONS)
+    disable_distillation: bool = _option(False, "ER: replay exemplars with their one-hot target "
+                                         "instead of distillation (= --method=er).")
+    equal_exemplar: bool = _option(False, "Equal exemplar quota per item.")
+    fix_lambda: bool = _option(False, "Use lambda_ as is, not the adaptive weight.")
     # Training
-    num_epochs: int = 100
-    batch_size: int = 256
-    test_batch: int = 64
-    lr: float = 5e-4
-    num_blocks: int = 2
-    num_heads: int = 1
-    stop: int = 5
-    random_seed: int = 0
-    hidden_units: int = 150
-    maxlen: int = 50
-    dropout_rate: float = 0.3
-    l2_emb: float = 0.0
+    num_epochs: int = _option(100, "Maximum epochs per cycle.")
+    batch_size: int = _option(256, "Training batch size (current rows).")
+    test_batch: int = _option(64, "Evaluation batch size.")
+    lr: float = _option(5e-4, "Adam learning rate.")
+    num_blocks: int = _option(2, "Self-attention blocks.")
+    num_heads: int = _option(1, "Attention heads.")
+    stop: int = _option(5, "Early-stopping patience in epochs.")
+    random_seed: int = _option(0, "Seed of every random choice of a run.")
+    hidden_units: int = _option(150, "Hidden size d.")
+    maxlen: int = _option(50, "Input window length.")
+    dropout_rate: float = _option(0.3, "Dropout rate.")
+    l2_emb: float = _option(0.0, "L2 weight on embeddings.")
     # Added by ader_tf
-    data_dir: str = "data"
-    results_dir: str = "results"
-    cycles: int = 0  # 0 = all cycles the data has
-    export_k: int = 20
-    export_saved_models: bool = True
-    distribution_strategy: str = "none"
-    valid_portion: float = 0.1
+    data_dir: str = _option("data", "Folder with <DATASET>/period_*.txt (and raw/).")
+    results_dir: str = _option("results", "Where runs are written.")
+    cycles: int = _option(0, "Run only the first N cycles (0 = all).")
+    export_k: int = _option(20, "Top-k of the exported SavedModels.")
+    export_saved_models: bool = _option(True, "Export a SavedModel after each cycle.")
+    distribution_strategy: str = _option("none", "tf.distribute strategy.", STRATEGIES)
+    valid_portion: float = _option(0.1, "Share of prefixes for validation.")
     # The original's dropouts share one op seed, so their masks coincide at every step
     # (see SASRecEncoder); False draws independent masks.
-    tied_dropout: bool = True
-    progress: bool = True
-    # Backbones (issue #6): which model, and the settings only some models read
-    model: str = "sasrec"
-    gru4rec_layers: int = 1
-    gru4rec_training: str = "prefix"
-    gru4rec_loss: str = "bpr_max"
-    gru4rec_n_sample: int = 2048
-    gru4rec_sample_alpha: float = 0.75
-    stamp_sigmoid: bool = False
-    knn_k: int = 100
-    knn_sample_size: int = 500
-    knn_window: int = 1
+    tied_dropout: bool = _option(True, "Share dropout masks between layers as the original's "
+                                 "shared op seed does (embedding and FFN outputs; attention "
+                                 "weights); false: independent masks.")
+    progress: bool = _option(True, "Show progress bars.")
+    # Backbones: which model, and the settings only some models read
+    model: str = _option("sasrec", "Backbone: sasrec (the paper's), gru4rec, stamp, stmp, or the "
+                         "untrained session-kNN sknn / vsknn.", MODELS)
+    gru4rec_layers: int = _option(1, "GRU4Rec: stacked GRU layers.")
+    gru4rec_training: str = _option(
+        "prefix", "GRU4Rec: 'prefix' (the protocol's prefix examples and full softmax, works "
+        "with every method) or 'session_parallel' (GRU4Rec's own mini-batches and sampled "
+        "loss; with a method trained on cross-entropy alone).", GRU4REC_TRAINING)
+    gru4rec_loss: str = _option("bpr_max", "GRU4Rec session-parallel loss.", GRU4REC_LOSSES)
+    gru4rec_n_sample: int = _option(2048, "GRU4Rec session-parallel: extra negatives per step.")
+    gru4rec_sample_alpha: float = _option(0.75, "GRU4Rec session-parallel: negatives drawn with "
+                                          "popularity^alpha.")
+    stamp_sigmoid: bool = _option(False, "STAMP/STMP: sigmoid on the scores before the softmax, "
+                                  "as the paper writes (the authors' code has none).")
+    knn_k: int = _option(100, "SKNN/V-SKNN: neighbours.")
+    knn_sample_size: int = _option(500, "SKNN/V-SKNN: candidate neighbours, the most recent "
+                                   "ones sharing an item.")
+    knn_window: int = _option(1, "SKNN/V-SKNN with --finetune: how many recent periods it "
+                              "remembers.")
     # Methods beyond the paper
-    lwf_temperature: float = 2.0
-    derpp_alpha: float = 0.5
-    derpp_beta: float = 0.5
-    derpp_top_k: int = 100
+    lwf_temperature: float = _option(2.0, "LwF: distillation temperature (the paper's T = 2).")
+    derpp_alpha: float = _option(0.5, "DER++: weight of the stored-score term.")
+    derpp_beta: float = _option(0.5, "DER++: weight of the exemplars' label term.")
+    derpp_top_k: int = _option(100, "DER++: scores stored per exemplar (the k-th bounds the "
+                               "rest).")
 
     def __post_init__(self) -> None:
         _resolve_method(self)

@@ -76,7 +76,6 @@ def main(argv: list[str]) -> None:
     model.compile(optimizer=make_optimizer(5e-4))
     model.build_all(MAXLEN)
     model.set_max_item(items)
-    model.configure_continual("plain")
     warmup = training_dataset(train.subset(np.arange(4 * BATCH)), BATCH, 0)
     model.fit(warmup, verbose=0, shuffle=False)
 

@@ -37,10 +37,12 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ader_tf.continual.teacher import frozen_teacher  # noqa: E402
 from ader_tf.data.cycles import ContinualData  # noqa: E402
 from ader_tf.data.pipeline import batch_count  # noqa: E402
 from ader_tf.models.recommender import SessionRecommender, make_optimizer  # noqa: E402
 from ader_tf.models.sasrec import SASRecEncoder  # noqa: E402
+from ader_tf.objectives import CrossEntropy, Distillation, combine  # noqa: E402
 
 _ITEMS = flags.DEFINE_integer("items", 40000, "Items scored by the student (max_item).")
 _TEACHER_ITEMS = flags.DEFINE_integer("teacher_items", 38500, "Items scored by the teacher.")
@@ -127,17 +129,15 @@ def main(argv: list[str]) -> None:
     rows = current + exemplars
     model = build_model(_SEED.value)
     model.set_max_item(items)
-    teacher = model.frozen_copy()
-    teacher.set_max_item(teacher_items)
+    teacher = frozen_teacher(model, teacher_items)
+    objectives = {"distill": combine(CrossEntropy(), Distillation(teacher, 0.5)),
+                  "plain": CrossEntropy()}
     ids = tf.constant(random_inputs(rng, rows, items))
     targets = tf.constant(rng.integers(1, items + 1, rows).astype(np.int32))
     is_exemplar = tf.constant(np.r_[np.zeros(current), np.ones(exemplars)].astype(np.float32))
 
     def train_step(mode: str, n: int, flags_: tf.Tensor) -> Callable[[], Any]:
-        if mode == "distill":
-            model.configure_continual("distill", lambda_t=0.5, teacher=teacher)
-        else:
-            model.configure_continual("plain")
+        model.set_objective(objectives[mode])
         model.make_train_function()
         step = model.train_function
         batch = ({"item_ids": ids[:n], "is_exemplar": flags_[:n]}, targets[:n])

@@ -27,8 +27,10 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ader_tf.continual.teacher import frozen_teacher  # noqa: E402
 from ader_tf.models.recommender import SessionRecommender, make_optimizer  # noqa: E402
 from ader_tf.models.sasrec import SASRecEncoder  # noqa: E402
+from ader_tf.objectives import CrossEntropy, Distillation, combine  # noqa: E402
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder with period_0.txt, period_1.txt.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per cycle (after warm-up).")
@@ -116,7 +118,6 @@ def main(argv: list[str]) -> None:
     # === Cycle 1: plain cross-entropy ===
     model = build_model(_NUM_ITEMS.value, _SEED.value)
     model.set_max_item(max_item_1)
-    model.configure_continual("plain")
     batches, widths = [], []
     for _ in range(steps):
         ids, tgt = sample(BATCH)
@@ -126,9 +127,9 @@ def main(argv: list[str]) -> None:
     cycle1 = float(np.median(cycle1_runs))
 
     # === Cycle 2: current rows + exemplar rows distilled from the cycle-1 model ===
-    teacher = model.frozen_copy()
+    teacher = frozen_teacher(model, max_item_1)
     model.set_max_item(max_item_2)
-    model.configure_continual("distill", lambda_t=0.5, teacher=teacher)
+    model.set_objective(combine(CrossEntropy(), Distillation(teacher, 0.5)))
     rows = BATCH + EXEMPLAR_ROWS
     is_exemplar = np.concatenate([np.zeros(BATCH), np.ones(EXEMPLAR_ROWS)]).astype(np.float32)
     batches = []
