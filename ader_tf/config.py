@@ -268,7 +268,7 @@ def _changed(config: Config, names: tuple[str, ...]) -> list[str]:
 
 
 def validate_model(config: Config) -> None:
-    """Rejects backbone settings that do not apply to ``--model`` (issue #6).
+    """Rejects backbone settings that do not apply to ``--model``.
 
     Raises:
         ValueError: naming the flag, the model and what to use instead.

@@ -2,7 +2,7 @@
 
     python benchmarks/build_examples.py --data_dir=../shared/data --dataset=YOOCHOOSE
 
-Target (issue #2): all 17 YOOCHOOSE periods (3.3 million clicks) in <= 20 s. Prints one JSON
+Target: all 17 YOOCHOOSE periods (3.3 million clicks) in <= 20 s. Prints one JSON
 object as its last line.
 """
 

@@ -26,7 +26,7 @@ for dataset in DIGINETICA YOOCHOOSE; do
   done
 done
 left=$((end - SECONDS))
-if [ "$left" -gt 20 ]; then  # the backbone x method table (issue #6), first 4 cycles
+if [ "$left" -gt 20 ]; then  # the backbone x method table, first 4 cycles
   timeout "$left" python benchmarks/reproduce.py --dataset=DIGINETICA \
     --models=sasrec,gru4rec,stamp,stmp,sknn,vsknn --methods=ader,finetune,joint,er_random \
     --cycles=4 --data_dir="$DATA" --results_dir="$RUNS" --section=run --results_md="$SCRATCH" \

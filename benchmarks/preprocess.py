@@ -10,7 +10,7 @@ six months of `2014-04-07T10:51:09.277Z` timestamps and a category field. It is 
 process, so that the peak resident memory reported is the preprocessing run's alone.
 
 The last printed line is a JSON object: wall and CPU seconds and peak RSS of `preprocess`, and the
-click counts. Target (issue 2): <= 2 minutes and <= 8 GB for 33M clicks on 2 cores.
+click counts. Target: <= 2 minutes and <= 8 GB for 33M clicks on 2 cores.
 """
 
 from __future__ import annotations

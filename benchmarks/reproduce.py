@@ -44,7 +44,7 @@ METHOD_FLAGS = {
     "lwf": ["--method=lwf"], "agem": ["--method=agem"], "mas": ["--method=mas"],
     "derpp": ["--method=derpp"],
 }
-# The paper's Table 2 (SASRec, mean over 16 cycles, percent), PROTOCOL section 3.
+# The paper's Table 2 (SASRec, mean over 16 cycles, percent).
 PAPER = {
     "DIGINETICA": {"finetune": (47.28, 16.01), "dropout": (49.07, 16.86), "ewc": (47.66, 16.28),
                    "joint": (50.03, 17.31), "ader": (50.21, 17.32)},

@@ -182,7 +182,7 @@ def test_resume_after_kill_gives_the_same_metrics(data_dir, tmp_path):
     assert np.isclose(float(res_rows[0]["recall20"]), float(ref_rows[0]["recall20"]))
 
 
-# === Other backbones (issue #6) ===
+# === Other backbones ===
 
 
 @pytest.mark.parametrize(

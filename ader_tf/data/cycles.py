@@ -1,7 +1,7 @@
 """Per-cycle data of a continual run: train/validation/test examples and the item universe.
 
 At cycle t (1..K) the model trains on period t-1 (Joint: periods 0..t-1) and is tested on
-period t, as PROTOCOL 2.1 describes.
+period t, as the original protocol does.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Next-item examples from sessions: every prefix of length >= 2 (PROTOCOL 2.1)."""
+"""Next-item examples from sessions: every prefix of length >= 2, as the original."""
 
 from __future__ import annotations
 
