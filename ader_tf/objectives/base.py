@@ -72,6 +72,7 @@ class Objective:
     term_names: tuple[str, ...] = ()
     #: Names of the terms `reference_terms` returns (not minimised; see GradientProjection).
     reference_names: tuple[str, ...] = ()
+    _metrics: list[keras.metrics.Metric] | None = None
 
     def terms(self, inputs: StepInputs) -> dict[str, Term]:
         """This replica's terms of the loss, keyed by `term_names`."""
@@ -95,7 +96,7 @@ class Objective:
 
     def build_metrics(self) -> list[keras.metrics.Metric]:
         """One running mean per term (created once; call it under the model's strategy)."""
-        if not hasattr(self, "_metrics"):
+        if self._metrics is None:
             self._metrics = [
                 keras.metrics.Mean(name=name)
                 for name in (*self.term_names, *self.reference_names)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ader_tf.continual.methods.base import CycleContext, Method
+from ader_tf.continual.methods.base import CycleContext, Method, refuse_flags
 from ader_tf.objectives import GradientProjection, Objective, combine
 
 
@@ -26,11 +26,8 @@ class AGEM(Method):
 
     @classmethod
     def check_config(cls, config: Any) -> None:
-        for flag in ("disable_distillation", "fix_lambda"):
-            if getattr(config, flag):
-                raise ValueError(
-                    f"--method=agem has no distillation and no weight, so --{flag} has no effect"
-                )
+        refuse_flags(config, ("disable_distillation", "fix_lambda"),
+                     "has no distillation and no weight")
 
     def continual_objective(self, ctx: CycleContext) -> Objective:
         return self._objective

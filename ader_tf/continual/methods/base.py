@@ -116,6 +116,19 @@ class Method:
         """Reloads what `after_cycle` saved for ``ctx.cycle`` (a resumed run)."""
 
 
+def refuse_flags(config: Any, names: tuple[str, ...], why: str) -> None:
+    """Raises ValueError naming those of the boolean flags ``names`` that are set.
+
+    Args:
+        config: The run's Config.
+        names: Flags the method would ignore.
+        why: Completes "--method=NAME ..., so --FLAG has no effect".
+    """
+    for name in names:
+        if getattr(config, name):
+            raise ValueError(f"--method={config.method} {why}, so --{name} has no effect")
+
+
 def exemplar_flags_set(config: Any) -> list[str]:
     """The exemplar flags that differ from their default (meaningless without exemplars)."""
     return [

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ader_tf.continual.methods.base import CycleContext, Method
+from ader_tf.continual.methods.base import CycleContext, Method, refuse_flags
 from ader_tf.evaluation import apply_in_order
 from ader_tf.io_utils import atomic_path
 from ader_tf.objectives import LogitMatching, Objective, Replay, combine
@@ -36,12 +36,8 @@ class DERPP(Method):
 
     @classmethod
     def check_config(cls, config: Any) -> None:
-        for flag in ("disable_distillation", "fix_lambda"):
-            if getattr(config, flag):
-                raise ValueError(
-                    f"--method=derpp weighs its terms with --derpp_alpha and --derpp_beta, so "
-                    f"--{flag} has no effect"
-                )
+        refuse_flags(config, ("disable_distillation", "fix_lambda"),
+                     "weighs its terms with --derpp_alpha and --derpp_beta")
 
     def weight(self, ctx: CycleContext) -> float:
         return 0.0 if ctx.previous is None else self.config.derpp_alpha

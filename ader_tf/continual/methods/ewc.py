@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ader_tf.continual.importance import ImportanceState, compute_fisher
-from ader_tf.continual.methods.base import CycleContext, Method
+from ader_tf.continual.methods.base import CycleContext, Method, refuse_flags
 from ader_tf.io_utils import atomic_path
 from ader_tf.objectives import CrossEntropy, ImportancePenalty, Objective, combine
 
@@ -30,9 +30,7 @@ class EWC(Method):
 
     @classmethod
     def check_config(cls, config: Any) -> None:
-        if config.disable_distillation:
-            raise ValueError("--method=ewc replays no exemplars, so --disable_distillation has "
-                             "no effect")
+        refuse_flags(config, ("disable_distillation",), "replays no exemplars")
 
     def weight(self, ctx: CycleContext) -> float:
         return 0.0 if ctx.previous is None else self.config.lambda_
