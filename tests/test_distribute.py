@@ -126,13 +126,17 @@ def _child(modes: list[str]) -> None:
     print(json.dumps({mode: _compare(mode) for mode in modes}))
 
 
-@pytest.fixture(scope="module")
-def report() -> dict:
+def _report(mode: str) -> dict:
+    """Runs `_compare(mode)` in a fresh process.
+
+    One process per mode: several MirroredStrategy instances in one process can pair up each
+    other's collective ops (their instance keys collide), which aborts the later ones.
+    """
     path = os.pathsep.join([_REPO, _HERE, os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), *_MODES],
+        [sys.executable, os.path.abspath(__file__), mode],
         capture_output=True,
         text=True,
         env=env,
@@ -145,8 +149,8 @@ def report() -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", _MODES)
-def test_two_replicas_match_one_device(report: dict, mode: str) -> None:
-    result = report[mode]
+def test_two_replicas_match_one_device(mode: str) -> None:
+    result = _report(mode)[mode]
     assert result["replicas"] == [1, 2]
     assert set(result["single"]) == set(result["mirrored"])
     for name, value in result["single"].items():
