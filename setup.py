@@ -21,6 +21,7 @@ setup(
         "numpy",
         "scipy",
         "pandas",
+        "pyarrow",
         "absl-py",
         "tqdm",
         "matplotlib",

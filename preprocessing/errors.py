@@ -10,23 +10,41 @@ class PreprocessingError(Exception):
 class RawDataError(PreprocessingError):
     """A raw click log is missing or malformed.
 
-    The message names the file, the 1-based line number and the offending text, so that the
-    command line can print it as it is, without a traceback.
+    The message names the file, where in it the problem is (a 1-based line number, or a Parquet
+    row group and row) and the offending text, so that the command line can print it as it is,
+    without a traceback.
 
     Attributes:
         path: The raw file.
-        line_number: 1-based line number of the offending line, or None for the file as a whole.
-        text: The offending line, without its line break ('' for the file as a whole).
+        line_number: 1-based line number of the offending line; with `row_group`, the row within
+            that row group (0-based, as pyarrow counts); None for the file as a whole.
+        text: The offending line or value, without its line break ('' for the file as a whole);
+            None when the message is clear without it (it is then left out).
         reason: What is wrong with it.
+        row_group: The Parquet row group (0-based, as pyarrow counts), else None.
     """
 
-    def __init__(self, path: str, line_number: int | None, text: str, reason: str) -> None:
+    def __init__(
+        self,
+        path: str,
+        line_number: int | None,
+        text: str | None,
+        reason: str,
+        row_group: int | None = None,
+    ) -> None:
         self.path = path
         self.line_number = line_number
         self.text = text
         self.reason = reason
-        if line_number is None:
-            message = f"{path}: {reason}"
+        self.row_group = row_group
+        if row_group is not None:
+            row = "" if line_number is None else f", row {line_number}"
+            location = f", row group {row_group}{row}"
+        elif line_number is not None:
+            location = f", line {line_number}"
         else:
-            message = f"{path}, line {line_number}: {reason}: {text!r}"
+            location = ""
+        message = f"{path}{location}: {reason}"
+        if location and text is not None:
+            message += f": {text!r}"
         super().__init__(message)

@@ -49,19 +49,47 @@ def step_record(name: str, before: dict, after: dict) -> dict:
 
 
 class _Steps:
-    """Applies keep-masks to parallel click arrays and records each step."""
+    """Applies keep-masks to parallel click arrays and records each step.
 
-    def __init__(self, session: np.ndarray, item: np.ndarray, time: np.ndarray) -> None:
+    With a `counted` mask, the records count only those clicks (the steps still act on all).
+    """
+
+    def __init__(
+        self,
+        session: np.ndarray,
+        item: np.ndarray,
+        time: np.ndarray,
+        counted: np.ndarray | None = None,
+    ) -> None:
         self.session, self.item, self.time = session, item, time
+        self.counted = counted
         self.records: list[dict] = []
-        self._counts = count(session, item)
+        self._counts = self._count()
+
+    def _count(self) -> dict:
+        if self.counted is None:
+            return count(self.session, self.item)
+        return count(self.session[self.counted], self.item[self.counted])
 
     def keep(self, name: str, mask: np.ndarray) -> None:
         """Keeps the clicks where `mask` holds."""
         self.session, self.item, self.time = self.session[mask], self.item[mask], self.time[mask]
-        after = count(self.session, self.item)
+        if self.counted is not None:
+            self.counted = self.counted[mask]
+        after = self._count()
         self.records.append(step_record(name, self._counts, after))
         self._counts = after
+
+
+def known_item_clicks(session: np.ndarray, item: np.ndarray, size: int) -> np.ndarray:
+    """Clicks per item id in sessions of more than one click: what step 2 counts.
+
+    Args:
+        session, item: The clicks.
+        size: Length of the result (largest item id + 1 at least).
+    """
+    lengths = np.bincount(session)
+    return np.bincount(item[lengths[session] > 1], minlength=size)
 
 
 def session_end_times(session: np.ndarray, time: np.ndarray, size: int) -> np.ndarray:
@@ -78,6 +106,8 @@ def filter_clicks(
     threshold_sess: int,
     select_fraction: float | None = None,
     test_fraction: str = "week",
+    prior_item_clicks: np.ndarray | None = None,
+    counted: np.ndarray | None = None,
 ) -> Filtered:
     """Drops short sessions and rare items, then optionally keeps only the latest sessions.
 
@@ -87,15 +117,22 @@ def filter_clicks(
         threshold_sess: Sessions with at most this many clicks (after step 2) are dropped.
         select_fraction: YOOCHOOSE `--yoochoose_select` when below 1, else None.
         test_fraction: 'day' or 'week': the test window the selection step leaves out.
+        prior_item_clicks: Per item id, clicks seen before these clicks (appending periods),
+            added to the item counts of step 2; None for none.
+        counted: Which clicks the step records count (appending: the new period's); None for
+            all.
 
     Raises:
         PreprocessingError: No click is left, or the selection step has no session to rank.
     """
     size = int(clicks.session.max(initial=0)) + 1
-    steps = _Steps(clicks.session, clicks.item, clicks.time)
+    steps = _Steps(clicks.session, clicks.item, clicks.time, counted)
     sessions = np.bincount(steps.session, minlength=size)
     steps.keep("sessions with one click", sessions[steps.session] > 1)
-    items = np.bincount(steps.item)
+    items = np.bincount(steps.item, minlength=int(clicks.item.max(initial=0)) + 1)
+    if prior_item_clicks is not None:
+        shared = min(len(items), len(prior_item_clicks))
+        items[:shared] += prior_item_clicks[:shared]
     steps.keep(f"items with <= {threshold_item} clicks", items[steps.item] > threshold_item)
     sessions = np.bincount(steps.session, minlength=size)
     long_enough = sessions[steps.session] > threshold_sess

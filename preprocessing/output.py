@@ -13,8 +13,16 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from numpy.dtypes import StringDType
 
+from preprocessing.state import ITEM_COUNTS_FILE, ITEMS_FILE, STATE_FILE
+
 STATS_FILE = "dataset.json"
-_OUTPUT_FILE = re.compile(r"period_\d+\.txt|train\.txt|test\.txt")
+# Moved last, in this order: the stats describe the folder once every data file is in place,
+# and the append state is what a later --append trusts.
+_LAST = (STATS_FILE, STATE_FILE)
+_OUTPUT_FILE = re.compile(
+    r"period_\d+\.txt|train\.txt|test\.txt|"
+    + "|".join(re.escape(name) for name in (ITEMS_FILE, ITEM_COUNTS_FILE, STATE_FILE))
+)
 _LINES_PER_WRITE = 1 << 20
 
 
@@ -36,6 +44,12 @@ def write_json(path: str, data: dict) -> None:
         f.write("\n")
 
 
+def read_json(path: str) -> dict:
+    """Reads a JSON file written by `write_json`."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 @contextlib.contextmanager
 def staging(output_dir: str) -> Iterator[str]:
     """A fresh folder beside `output_dir` (same file system, so moves are renames).
@@ -54,14 +68,14 @@ def staging(output_dir: str) -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def commit(folder: str, output_dir: str, names: Sequence[str]) -> None:
-    """Moves `names` from the staging `folder` into `output_dir`, replacing older outputs.
+def commit(folder: str, output_dir: str, names: Sequence[str], replace_all: bool = True) -> None:
+    """Moves `names` from the staging `folder` into `output_dir`.
 
     A new output folder is one rename. Into an existing folder, each file is replaced by an
-    atomic rename; period/train/test files of an earlier run that this run did not produce are
-    removed (a loader counting period files would otherwise read a stale one); the stats file
-    moves last, so it describes the folder once every data file is in place. Other files in the
-    folder are left alone.
+    atomic rename. With `replace_all` (a full run), output files of an earlier run that this
+    run did not produce are removed (a loader counting period files would otherwise read a
+    stale one); appending keeps them. The stats file and then the append state move last.
+    Other files in the folder are left alone.
     """
     output_dir = os.path.abspath(output_dir)
     if not os.path.exists(output_dir):
@@ -70,10 +84,12 @@ def commit(folder: str, output_dir: str, names: Sequence[str]) -> None:
     if not os.path.isdir(output_dir):
         raise NotADirectoryError(f"{output_dir!r} exists and is not a folder")
     for name in names:
-        if name != STATS_FILE:
+        if name not in _LAST:
             os.replace(os.path.join(folder, name), os.path.join(output_dir, name))
-    for name in os.listdir(output_dir):
-        if _OUTPUT_FILE.fullmatch(name) and name not in names:
-            os.remove(os.path.join(output_dir, name))
-    if STATS_FILE in names:
-        os.replace(os.path.join(folder, STATS_FILE), os.path.join(output_dir, STATS_FILE))
+    if replace_all:
+        for name in os.listdir(output_dir):
+            if _OUTPUT_FILE.fullmatch(name) and name not in names:
+                os.remove(os.path.join(output_dir, name))
+    for name in _LAST:
+        if name in names:
+            os.replace(os.path.join(folder, name), os.path.join(output_dir, name))

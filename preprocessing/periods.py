@@ -10,6 +10,7 @@ from preprocessing.filtering import SECONDS_PER
 from preprocessing.readers import DIGINETICA
 
 NUM_THRESHOLDS = 17
+DAY_SECONDS = 86_400
 
 
 def period_thresholds(end_times: np.ndarray, dataset_format: str, test_fraction: str) -> np.ndarray:
@@ -34,6 +35,23 @@ def period_thresholds(end_times: np.ndarray, dataset_format: str, test_fraction:
             f"the sessions span less than two {test_fraction}s: no period boundary"
         )
     return thresholds
+
+
+def grid_start(first_time: float) -> float:
+    """Start of period 0 of a click log: the UTC midnight at or before its first click."""
+    return float(np.floor(first_time / DAY_SECONDS) * DAY_SECONDS)
+
+
+def grid_thresholds(start: float, last_time: float, period_seconds: float) -> np.ndarray:
+    """Ends of fixed-length periods from `start` up to the one holding `last_time`.
+
+    Period k holds the clicks in (start + k * length, start + (k + 1) * length], as
+    `assign_periods` cuts them (a click at `start` itself goes to period 0). Unlike the
+    competition formats' boundaries these do not depend on the data beyond its first and last
+    click, so that later clicks can be appended as further periods of the same length.
+    """
+    count = max(1, int(np.ceil((last_time - start) / period_seconds)))
+    return start + period_seconds * np.arange(1, count + 1, dtype=np.float64)
 
 
 def assign_periods(time: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

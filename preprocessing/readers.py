@@ -1,26 +1,29 @@
-"""Readers of the raw YOOCHOOSE and DIGINETICA click logs.
+"""Readers of the raw YOOCHOOSE and DIGINETICA click logs, and the choice of a reader.
 
 Both return the clicks in file order with session and item ids 1, 2, ... given by first
 appearance of the raw names, compared as strings as the original does ('01' and '1' are two
-different sessions), and click times computed exactly as the original computes them.
+different sessions), and click times computed exactly as the original computes them. Generic
+click logs (a shop's own CSV, TSV or Parquet export) are read by `preprocessing.clicklog`.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import os
 
 import numpy as np
 import pandas as pd
 
-from preprocessing import scan
+from preprocessing import clicklog, scan
+from preprocessing.clicks import Clicks, check_readable, first_appearance
 from preprocessing.errors import PreprocessingError, RawDataError
 from preprocessing.timezones import wall_to_epoch
 
 YOOCHOOSE = "yoochoose"
 DIGINETICA = "diginetica"
-FORMATS = (YOOCHOOSE, DIGINETICA)
+GENERIC = "generic"
+FORMATS = (YOOCHOOSE, DIGINETICA, GENERIC)
+COMPETITION_FORMATS = (YOOCHOOSE, DIGINETICA)
 
 # YOOCHOOSE ids longer than this are rejected, so that (width, value) packs into one int64 key.
 _MAX_ID_DIGITS = 17
@@ -33,75 +36,55 @@ _TIME_SEPARATOR_BYTES = np.frombuffer(b"--::.", dtype=np.uint8)
 _MICROSECOND_WEIGHTS = 10 ** np.arange(5, -1, -1)
 
 
-@dataclasses.dataclass(frozen=True)
-class Clicks:
-    """Clicks in file order.
-
-    Attributes:
-        session: int64 session ids, 1.. by first appearance.
-        item: int64 item ids, 1.. by first appearance.
-        time: Click times: int64 seconds (YOOCHOOSE) or float64 seconds (DIGINETICA).
-        skipped_rows: Rows dropped while reading (DIGINETICA rows with an empty eventdate).
-    """
-
-    session: np.ndarray
-    item: np.ndarray
-    time: np.ndarray
-    skipped_rows: int = 0
-
-
 def detect_format(path: str) -> str:
-    """Tells the format from the file name, as the original does.
+    """Tells the format from the file name: the competition names as the original does.
+
+    A name only a generic click log can have (.tsv, .gz, .parquet) is a generic log; a generic
+    `.csv` log is chosen with the column flags or `dataset_format`, as `.csv` means DIGINETICA.
 
     Raises:
-        PreprocessingError: The name matches neither format.
+        PreprocessingError: The name matches no format.
     """
     name = os.path.basename(path)
     if name.startswith("yoochoose-clicks") or name.endswith(".dat"):
         return YOOCHOOSE
     if name.startswith("train-item-views") or name.endswith(".csv"):
         return DIGINETICA
+    if name.endswith(clicklog.GENERIC_ONLY_SUFFIXES):
+        return GENERIC
     raise PreprocessingError(
         f"cannot tell the format of {path!r}: expected a YOOCHOOSE file (yoochoose-clicks*, "
-        "*.dat) or a DIGINETICA file (train-item-views*, *.csv)"
+        "*.dat), a DIGINETICA file (train-item-views*, *.csv) or a click log "
+        f"({', '.join(f'*{s}' for s in clicklog.GENERIC_ONLY_SUFFIXES)}, or any CSV with "
+        "the column flags)"
     )
 
 
-def read_clicks(path: str, dataset_format: str, timezone: str = "UTC") -> Clicks:
+def read_clicks(
+    path: str,
+    dataset_format: str,
+    timezone: str = "UTC",
+    options: clicklog.ClickLogOptions | None = None,
+) -> Clicks:
     """Reads a raw click log.
 
     Args:
         path: The raw file.
-        dataset_format: YOOCHOOSE or DIGINETICA.
+        dataset_format: YOOCHOOSE, DIGINETICA or GENERIC.
         timezone: IANA zone in which the file's wall-clock times are read.
+        options: Columns and parsing of a generic log; None means the defaults.
 
     Raises:
         RawDataError: The file is missing, empty or malformed.
     """
-    _check_readable(path)
+    check_readable(path)
     if dataset_format == YOOCHOOSE:
         return read_yoochoose(path, timezone)
     if dataset_format == DIGINETICA:
         return read_diginetica(path, timezone)
+    if dataset_format == GENERIC:
+        return clicklog.read_click_log(path, options or clicklog.ClickLogOptions(), timezone)
     raise ValueError(f"unknown dataset format {dataset_format!r}; expected one of {FORMATS}")
-
-
-def _check_readable(path: str) -> None:
-    """Raises RawDataError for a missing, unreadable or empty file."""
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb"):
-            pass
-    except OSError as error:
-        raise RawDataError(path, None, "", error.strerror or str(error)) from error
-    if size == 0:
-        raise RawDataError(path, 1, "", "empty file")
-
-
-def _first_appearance_ids(keys: np.ndarray) -> np.ndarray:
-    """Ids 1, 2, ... in order of first appearance of each distinct key."""
-    codes, _ = pd.factorize(keys, sort=False)
-    return codes.astype(np.int64) + 1
 
 
 # === YOOCHOOSE ===
@@ -138,10 +121,12 @@ def read_yoochoose(path: str, timezone: str) -> Clicks:
             carry = data[cut:]
             if not chunk:
                 break
+    item, item_keys = first_appearance(np.concatenate(items))
     return Clicks(
-        session=_first_appearance_ids(np.concatenate(sessions)),
-        item=_first_appearance_ids(np.concatenate(items)),
+        session=first_appearance(np.concatenate(sessions))[0],
+        item=item,
         time=np.concatenate(times),
+        item_names=_id_texts(item_keys),
     )
 
 
@@ -172,6 +157,12 @@ def _id_keys(lines: scan.Lines, index: int) -> tuple[np.ndarray, np.ndarray]:
     value, width, ok = scan.parse_digits(lines.buf, *lines.field(index), _MAX_ID_DIGITS)
     # A digit string is fixed by its value and its width (the rest is leading zeros).
     return width * 10**_MAX_ID_DIGITS + value, ok
+
+
+def _id_texts(keys: np.ndarray) -> np.ndarray:
+    """The id texts of `_id_keys` keys (the digits, leading zeros included)."""
+    width, value = np.divmod(keys, 10**_MAX_ID_DIGITS)
+    return np.array([str(v).zfill(w) for w, v in zip(width.tolist(), value.tolist())], dtype=object)
 
 
 def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -271,11 +262,13 @@ def read_diginetica(path: str, timezone: str) -> Clicks:
         raise PreprocessingError(f"{path}: every timeframe is 0, so times cannot be scaled")
     converter = 86400.00 / max_timeframe
     time = epoch.astype(np.float64) + timeframe[has_date].astype(np.float64) * converter
+    item, item_names = first_appearance(table["itemId"].to_numpy()[has_date])
     return Clicks(
-        session=_first_appearance_ids(table["sessionId"].to_numpy()[has_date]),
-        item=_first_appearance_ids(table["itemId"].to_numpy()[has_date]),
+        session=first_appearance(table["sessionId"].to_numpy()[has_date])[0],
+        item=item,
         time=time,
         skipped_rows=int((~has_date).sum()),
+        item_names=item_names.astype(object),
     )
 
 

@@ -265,8 +265,10 @@ def test_format_comes_from_the_file_name(tmp_path):
     assert readers.detect_format("data/raw/yoochoose-clicks.dat") == readers.YOOCHOOSE
     assert readers.detect_format("x/other.dat") == readers.YOOCHOOSE
     assert readers.detect_format("train-item-views.csv") == readers.DIGINETICA
+    assert readers.detect_format("shop/clicks.parquet") == readers.GENERIC
+    assert readers.detect_format("shop/clicks.tsv.gz") == readers.GENERIC
     with pytest.raises(PreprocessingError, match="cannot tell the format"):
-        preprocess(str(tmp_path / "clicks.parquet"), str(tmp_path / "out"), **_quiet())
+        preprocess(str(tmp_path / "clicks.json"), str(tmp_path / "out"), **_quiet())
 
 
 # === Command line ===

@@ -4,9 +4,16 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from ader_tf.data.cycles import ContinualData
-from ader_tf.data.sample import SampleConfig, ensure_sample_dataset, write_sample_dataset
+from ader_tf.data.sample import (
+    SampleConfig,
+    ensure_sample_dataset,
+    write_sample_click_log,
+    write_sample_dataset,
+)
 
 
 def _read(path: str) -> str:
@@ -56,3 +63,25 @@ def test_ensure_does_not_rewrite(tmp_path):
     stamp = os.path.getmtime(os.path.join(path, "period_0.txt"))
     ensure_sample_dataset(path)
     assert os.path.getmtime(os.path.join(path, "period_0.txt")) == stamp
+
+
+def test_sample_click_log_has_one_period_a_week_and_writes_chosen_periods(tmp_path):
+    cfg = SampleConfig(num_periods=4, sessions_per_period=30)
+    full = pd.read_csv(write_sample_click_log(str(tmp_path / "all.csv"), cfg), dtype=str)
+    assert list(full.columns) == ["session_id", "item_id", "timestamp"]
+    stamps = pd.to_datetime(full["timestamp"], format="%Y-%m-%dT%H:%M:%SZ", utc=True)
+    assert stamps.is_monotonic_increasing
+    week = (stamps - pd.Timestamp("2024-01-01", tz="UTC")) // pd.Timedelta(days=7)
+    assert sorted(week.unique()) == [0, 1, 2, 3]
+    assert full["session_id"].astype(int).max() == 4 * 30
+
+    # Chosen periods are the same rows as in the full log; epoch seconds are the same times.
+    late = pd.read_csv(write_sample_click_log(str(tmp_path / "late.csv"), cfg, periods=[2, 3],
+                                              time_format="s"), dtype=str)
+    chosen = full[week.isin([2, 3]).to_numpy()].reset_index(drop=True)
+    assert late[["session_id", "item_id"]].equals(chosen[["session_id", "item_id"]])
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    seconds = (stamps[week.isin([2, 3]).to_numpy()] - epoch) // pd.Timedelta(seconds=1)
+    assert late["timestamp"].astype(int).tolist() == seconds.tolist()
+    with pytest.raises(ValueError, match="periods must be in 0..3"):
+        write_sample_click_log(str(tmp_path / "x.csv"), cfg, periods=[4])

@@ -8,6 +8,10 @@ than item popularity. The data drifts the way real shops do:
 * topics fade and return: most topics are active only every other period, so a model trained
   on the last period alone forgets topics that come back in the next one;
 * a few popular topics are always on.
+
+The same sessions can also be written as a raw click log (``write_sample_click_log``), one
+period every ``SAMPLE_PERIOD_DAYS`` days, to walk through ``python -m preprocessing`` on a
+shop-like log, including ``--append`` with the later periods.
 """
 
 from __future__ import annotations
@@ -16,12 +20,20 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 
 import numpy as np
+import pandas as pd
 
-from ader_tf.io_utils import write_json_atomic
+from ader_tf.io_utils import atomic_path, write_json_atomic
 
 MARKER = "dataset.json"
+SAMPLE_START = "2024-01-01T00:00:00Z"  # a Monday: period p is the p-th week of 2024
+SAMPLE_PERIOD_DAYS = 7
+# Sessions start an hour into their period and end an hour before its end at the latest, so
+# no click falls on a period boundary; clicks of a session are a minute apart.
+_MARGIN_SECONDS = 3600
+_CLICK_SECONDS = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,3 +175,74 @@ def ensure_sample_dataset(out_dir: str, cfg: SampleConfig | None = None) -> str:
     if not os.path.isfile(os.path.join(out_dir, MARKER)):
         write_sample_dataset(out_dir, cfg)
     return out_dir
+
+
+def sample_click_log(cfg: SampleConfig | None = None) -> pd.DataFrame:
+    """The sample's sessions as clicks: session_id, item_id (the generator's raw ids), time.
+
+    Session ids count 1, 2, ... over all periods; period p's sessions start evenly spread over
+    the ``SAMPLE_PERIOD_DAYS`` days from ``SAMPLE_START`` + p periods. Rows are in time order
+    (a session's clicks in click order).
+
+    Returns:
+        Columns session_id, item_id (int64), period (int64) and timestamp (int64 epoch seconds).
+    """
+    cfg = cfg or SampleConfig()
+    start = int(pd.Timestamp(SAMPLE_START).timestamp())
+    length = SAMPLE_PERIOD_DAYS * 86_400
+    columns: dict[str, list[int]] = {"session_id": [], "item_id": [], "period": [],
+                                     "timestamp": []}
+    session_id = 0
+    for p, sessions in enumerate(generate_periods(cfg)):
+        spacing = (length - 2 * _MARGIN_SECONDS - cfg.max_length * _CLICK_SECONDS) // max(
+            1, len(sessions))
+        for j, session in enumerate(sessions):
+            session_id += 1
+            first = start + p * length + _MARGIN_SECONDS + j * spacing
+            columns["session_id"] += [session_id] * len(session)
+            columns["item_id"] += session
+            columns["period"] += [p] * len(session)
+            columns["timestamp"] += [first + c * _CLICK_SECONDS for c in range(len(session))]
+    table = pd.DataFrame(columns, dtype=np.int64)
+    return table.sort_values("timestamp", kind="stable", ignore_index=True)
+
+
+def write_sample_click_log(
+    path: str,
+    cfg: SampleConfig | None = None,
+    periods: Iterable[int] | None = None,
+    time_format: str = "iso",
+) -> str:
+    """Writes the sample's clicks as a raw click log CSV, atomically.
+
+    Columns session_id,item_id,timestamp, one row per click in time order; read it with
+    ``python -m preprocessing --dataset=<file> --session_column=session_id --item_column=item_id
+    --time_column=timestamp --period_days=7`` (with ``--time_unit=s`` for epoch seconds).
+
+    Args:
+        path: The CSV file to write (a ``.gz`` name writes it gzipped).
+        cfg: The generator's knobs (the sample period files use the defaults).
+        periods: Which periods to write (e.g. ``range(6)``, and later ``range(6, 10)`` to
+            demonstrate ``--append``); None writes all. Ids and times do not depend on it.
+        time_format: ``"iso"`` (``2024-01-01T01:00:00Z``) or ``"s"`` (epoch seconds).
+
+    Returns:
+        ``path``.
+    """
+    if time_format not in ("iso", "s"):
+        raise ValueError(f"time_format must be 'iso' or 's', got {time_format!r}")
+    cfg = cfg or SampleConfig()
+    table = sample_click_log(cfg)
+    if periods is not None:
+        wanted = sorted(set(periods))
+        if any(not 0 <= p < cfg.num_periods for p in wanted):
+            raise ValueError(f"periods must be in 0..{cfg.num_periods - 1}, got {wanted}")
+        table = table[table["period"].isin(wanted)]
+    table = table.drop(columns="period")
+    if time_format == "iso":
+        stamps = pd.to_datetime(table["timestamp"], unit="s", utc=True)
+        table = table.assign(timestamp=stamps.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n",
+                     compression="gzip" if path.endswith(".gz") else None)
+    return path
