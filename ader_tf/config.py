@@ -64,8 +64,10 @@ def field_choices(field: dataclasses.Field) -> tuple[str, ...] | None:
 class Config:
     """Everything a continual-learning run needs; each field's help is its flag's help."""
 
-    dataset: str = _option("sample", "Dataset: DIGINETICA, YOOCHOOSE or the built-in sample (the "
-                           "original defaulted to DIGINETICA).", DATASETS)
+    dataset: str = _option("sample", "Dataset: DIGINETICA, YOOCHOOSE, the built-in sample (the "
+                           "original defaulted to DIGINETICA), or the name of any folder under "
+                           "--data_dir holding period files (e.g. made by python -m "
+                           "preprocessing from your own click log).")
     save_dir: str = _option("ADER", "Run name: results go to <results_dir>/<dataset>-<save_dir>.")
     method: str = _option("ader", "Continual method (see ader_tf/continual/methods/): ader (the "
                           "paper's), er, finetune, dropout, ewc, joint, lwf, agem, mas, derpp. "
@@ -211,8 +213,11 @@ def validate(config: Config) -> None:
     # (e.g. in benchmarks/reproduce.py) does not need until it is validated.
     from ader_tf.continual.methods import METHODS, method_class
 
-    if config.dataset not in DATASETS:
-        raise ValueError(f"--dataset must be one of {DATASETS}, got {config.dataset!r}")
+    if not config.dataset or any(sep in config.dataset for sep in ("/", "\\")):
+        raise ValueError(
+            f"--dataset names a folder under --data_dir (or one of {DATASETS}), got "
+            f"{config.dataset!r}"
+        )
     if config.selection not in SELECTIONS:
         raise ValueError(f"--selection must be one of {SELECTIONS}, got {config.selection!r}")
     if config.distribution_strategy not in STRATEGIES:

@@ -25,7 +25,7 @@ def test_defaults_are_the_originals():
     [
         ({"finetune": True, "ewc": True}, "at most one baseline"),
         ({"exemplar_size": 0}, "exemplar_size must be positive"),
-        ({"dataset": "MOVIELENS"}, "--dataset must be one of"),
+        ({"dataset": "shop/clicks"}, "--dataset names a folder under --data_dir"),
         ({"selection": "best"}, "--selection must be one of"),
         ({"joint": True, "disable_distillation": True}, "has no effect"),
         ({"ewc": True, "disable_distillation": True}, "has no effect"),
@@ -108,3 +108,10 @@ def test_missing_real_data_names_where_to_put_it(tmp_path):
     assert result.returncode == 2
     assert "yoochoose-clicks.dat" in result.stderr
     assert str(tmp_path / "YOOCHOOSE") in result.stderr
+
+
+def test_a_folder_without_period_files_says_how_to_make_them(tmp_path):
+    result = _main("--dataset=SHOP", f"--data_dir={tmp_path}", f"--results_dir={tmp_path / 'r'}")
+    assert result.returncode == 2
+    assert "python -m preprocessing" in result.stderr
+    assert str(tmp_path / "SHOP") in result.stderr

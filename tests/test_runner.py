@@ -272,3 +272,15 @@ def test_methods_resume_to_the_same_metrics(data_dir, tmp_path, flags):
     assert resumed["mean"] == straight["mean"]
     assert _rows(tmp_path / "a" / "sample-ADER" / "metrics.csv")[1]["lambda"] == _rows(
         tmp_path / "b" / "sample-ADER" / "metrics.csv")[1]["lambda"]
+
+
+def test_any_folder_of_period_files_is_a_dataset(data_dir, tmp_path):
+    """A shop's own periods (here a copy of the sample's) run under the folder's name."""
+    import shutil
+
+    shutil.copytree(os.path.join(data_dir, "sample"), tmp_path / "data" / "SHOP")
+    summary = run(_config(str(tmp_path / "data"), tmp_path / "results", dataset="SHOP",
+                          finetune=True, cycles=1))
+    reference = run(_config(data_dir, tmp_path / "reference", finetune=True, cycles=1))
+    assert summary["mean"] == reference["mean"]
+    assert os.path.isfile(tmp_path / "results" / "SHOP-ADER" / "metrics.csv")

@@ -24,8 +24,9 @@ class DatasetNotFoundError(FileNotFoundError):
 def resolve_period_dir(dataset: str, data_dir: str) -> str:
     """Returns ``<data_dir>/<dataset>`` holding period files, creating them if it can.
 
-    The sample is generated on first use. For a real dataset, period files are used if
-    present; otherwise the raw file in ``<data_dir>/raw/`` is preprocessed as the original.
+    The sample is generated on first use. Any folder with period files is used as it is. For
+    the paper's datasets without period files, the raw file in ``<data_dir>/raw/`` is
+    preprocessed as the original.
 
     Raises:
         DatasetNotFoundError: with a message saying where to put which file.
@@ -35,6 +36,12 @@ def resolve_period_dir(dataset: str, data_dir: str) -> str:
         return ensure_sample_dataset(period_dir)
     if os.path.isfile(os.path.join(period_dir, "period_0.txt")):
         return period_dir
+    if dataset not in RAW_FILES:
+        raise DatasetNotFoundError(
+            f"No period files for dataset {dataset!r}: {period_dir}/period_0.txt does not exist. "
+            f"Make them from your click log with python -m preprocessing --output_dir="
+            f"{period_dir} (see the README), or use DIGINETICA, YOOCHOOSE or sample."
+        )
     raw = os.path.join(data_dir, "raw", RAW_FILES[dataset])
     if os.path.isfile(raw):
         from preprocessing.pipeline import PreprocessConfig, preprocess
