@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
@@ -12,13 +13,23 @@ import tensorflow as tf
 from ader_tf.models.recommender import SessionRecommender
 
 
-def export_saved_model(model: SessionRecommender, export_dir: str, k: int = 20) -> str:
-    """Writes a SavedModel with two signatures over the items known now (1..model.max_item).
+def export_saved_model(
+    model: SessionRecommender,
+    export_dir: str,
+    k: int = 20,
+    raw_item_ids: Sequence[str] | None = None,
+) -> str:
+    """Writes a SavedModel with signatures over the items known now (1..model.max_item).
 
     - `serving_default`: input `item_ids` int32 [batch, length] (each row a session's clicks in
       order, left-padded with 0; rows longer than maxlen keep their last maxlen); outputs
       `top_items` int32 [batch, k] (item ids, best first) and `top_scores` float32 [batch, k].
     - `scores`: same input; output `scores` float32 [batch, max_item], column j = item j + 1.
+    - `recommend` (with `raw_item_ids`): the same in the click log's own ids. Input `item_ids`
+      string [batch, length], a session's raw ids in click order, right- or left-padded with "";
+      ids the model does not know are skipped. Outputs `top_items` string [batch, k] (raw ids,
+      best first) and `top_scores` float32. The id map is a lookup table inside the
+      SavedModel, so serving needs TensorFlow only.
 
     The directory is written beside its final place and renamed into it, so a reader never
     sees a half-written model; an existing export at `export_dir` is replaced.
@@ -27,15 +38,21 @@ def export_saved_model(model: SessionRecommender, export_dir: str, k: int = 20) 
         model: The model to export (dropout is off in the exported functions).
         export_dir: Destination folder.
         k: Number of items of `serving_default` (capped at max_item).
+        raw_item_ids: The raw id of each internal item: entry i names item i + 1 (at least
+            max_item entries; items.csv of the period files, in item_id order).
 
     Returns:
         `export_dir`.
 
     Raises:
-        ValueError: If k < 1.
+        ValueError: If k < 1 or `raw_item_ids` does not cover items 1..max_item.
     """
     if k < 1:
         raise ValueError(f"`k` must be >= 1, got {k}.")
+    if raw_item_ids is not None and len(raw_item_ids) < model.max_item:
+        raise ValueError(
+            f"`raw_item_ids` must name items 1..{model.max_item}, got {len(raw_item_ids)} ids."
+        )
     num_items = model.max_item
     k = min(k, num_items)
     encoder = model.encoder
@@ -60,6 +77,25 @@ def export_saved_model(model: SessionRecommender, export_dir: str, k: int = 20) 
     archive.track(model)
     archive.add_endpoint("serving_default", serving_default, input_signature=signature)
     archive.add_endpoint("scores", scores_endpoint, input_signature=signature)
+    if raw_item_ids is not None:
+        raw_ids = [str(r) for r in raw_item_ids[:num_items]]
+        to_internal = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(raw_ids), tf.range(1, num_items + 1, dtype=tf.int32)
+            ),
+            default_value=0,  # "" and unknown ids become padding, which the encoder skips
+        )
+        archive.track(to_internal)
+        names = tf.constant(["", *raw_ids])
+
+        def recommend(item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+            top = tf.math.top_k(scores(left_align(to_internal.lookup(item_ids))), k=k)
+            return {"top_items": tf.gather(names, top.indices + 1), "top_scores": top.values}
+
+        archive.add_endpoint(
+            "recommend", recommend,
+            input_signature=[tf.TensorSpec([None, None], tf.string, name="item_ids")],
+        )
 
     export_dir = os.path.abspath(export_dir)
     parent = os.path.dirname(export_dir)
@@ -78,3 +114,14 @@ def export_saved_model(model: SessionRecommender, export_dir: str, k: int = 20) 
         if os.path.exists(staging):
             shutil.rmtree(staging, ignore_errors=True)
     return export_dir
+
+
+def left_align(item_ids: tf.Tensor) -> tf.Tensor:
+    """Moves each row's non-zero ids to the right end, in order: left padding with 0.
+
+    Rows may come right-padded, or with unknown ids (0) between known ones; the encoder reads
+    a session as its last ids with padding before them.
+    """
+    known = tf.cast(item_ids > 0, tf.int32)
+    order = tf.argsort(known, axis=1, stable=True)  # zeros first, each group in its order
+    return tf.gather(item_ids, order, batch_dims=1)

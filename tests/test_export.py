@@ -107,3 +107,61 @@ def test_export_replaces_atomically(tmp_path) -> None:
     assert out["top_items"].shape == (1, 7)  # k capped at the 7 known items
     with pytest.raises(ValueError, match="k"):
         export_saved_model(model, target, k=0)
+
+
+# === The shop's own ids ===
+
+_RAW_LOADER = """
+import json, sys
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+out = loaded.signatures["recommend"](item_ids=tf.constant(json.loads(sys.argv[2])))
+print(json.dumps({
+    "top_items": [[i.decode() for i in row] for row in out["top_items"].numpy()],
+    "top_scores": out["top_scores"].numpy().tolist(),
+    "ader_tf_imported": any(m.startswith("ader_tf") for m in sys.modules),
+}))
+"""
+
+
+def test_recommend_speaks_raw_ids_in_a_fresh_process(tmp_path):
+    model = tiny_model(num_items=40, maxlen=6, dropout_rate=0.0)
+    randomize(model)
+    model.set_max_item(33)
+    raw = [f"sku-{1000 + 7 * i}" for i in range(36)]  # items 34..36 are not known yet
+    path = export_saved_model(model, str(tmp_path / "saved_model"), k=5, raw_item_ids=raw)
+    sessions = [
+        ["sku-1007", "sku-1021", "sku-1035", "", ""],  # right-padded
+        ["", "", "sku-1007", "sku-1021", "sku-1035"],  # left-padded: the same session
+        ["sku-1007", "unknown", "sku-1021", "sku-1245", "sku-1035"],  # unknown and future skipped
+        ["sku-1014", "", "", "", ""],
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    proc = subprocess.run([sys.executable, "-c", _RAW_LOADER, path, json.dumps(sessions)],
+                          capture_output=True, text=True, env=env, cwd=str(tmp_path),
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not out["ader_tf_imported"]
+    # The same answer as the model on the internal ids (raw "sku-<1000+7i>" is item i + 1).
+    internal = np.array([[0, 0, 0, 2, 4, 6], [0, 0, 0, 0, 0, 3]], np.int32)
+    logits = model.predict_logits(internal).numpy()
+    for row, expected in ((0, 0), (1, 0), (2, 0), (3, 1)):
+        top = np.argsort(-logits[expected], kind="stable")[:5]
+        assert out["top_items"][row] == [raw[i] for i in top]
+        np.testing.assert_allclose(out["top_scores"][row], logits[expected][top], rtol=1e-5)
+
+    from ader_tf.recommend import recommend
+
+    ranked = recommend(path, ["sku-1007", "sku-1021", "sku-1035"], k=3)
+    assert [item for item, _ in ranked] == out["top_items"][0][:3]
+    with pytest.raises(ValueError, match="at most 5"):
+        recommend(path, ["sku-1007"], k=6)
+
+
+def test_recommend_needs_raw_ids_for_every_known_item(tmp_path):
+    model = tiny_model(num_items=40, maxlen=6)
+    model.set_max_item(33)
+    with pytest.raises(ValueError, match="items 1..33"):
+        export_saved_model(model, str(tmp_path / "m"), raw_item_ids=["a"] * 10)

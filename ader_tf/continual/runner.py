@@ -9,6 +9,7 @@ the same seed, writes the same metrics.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -512,9 +513,24 @@ class ContinualRunner:
         )
 
     def _export(self, cycle: int) -> None:
+        """Writes the cycle's SavedModel; in the log's own ids too where items.csv names them."""
         from ader_tf.export import export_saved_model
 
-        export_saved_model(self.model, self.paths.saved_model(cycle), k=self.config.export_k)
+        export_saved_model(self.model, self.paths.saved_model(cycle), k=self.config.export_k,
+                           raw_item_ids=self.raw_item_ids)
+
+    @functools.cached_property
+    def raw_item_ids(self) -> list[str] | None:
+        """The log's id of each item (entry i: item i + 1), from items.csv; None without it."""
+        from preprocessing.state import ITEMS_FILE, read_items
+
+        if not os.path.isfile(os.path.join(self.period_dir, ITEMS_FILE)):
+            return None
+        items = read_items(self.period_dir)
+        if not np.array_equal(items["item_id"].to_numpy(), np.arange(1, len(items) + 1)):
+            raise RunStateError(f"{os.path.join(self.period_dir, ITEMS_FILE)}: item_id must "
+                                "run 1, 2, 3, ... without gaps; preprocess the log again")
+        return items["raw_id"].astype(str).tolist()
 
     # --- the loop ----------------------------------------------------------------------
 
