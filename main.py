@@ -23,14 +23,17 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """One flag per Config field: same name, default, type and help (declared in the Config)."""
     for field in dataclasses.fields(Config):
-        help_text, choices = field.metadata["help"], field_choices(field)
+        if field.metadata.get("flag", True) is False:
+            continue
+        help_text, kind = field.metadata["help"], field.metadata["kind"]
+        choices = field_choices(field)
         if choices is not None:
             flags.DEFINE_enum(field.name, field.default, list(choices), help_text)
-        elif field.type in ("bool", bool):
+        elif kind is bool:
             flags.DEFINE_boolean(field.name, field.default, help_text)
-        elif field.type in ("int", int):
+        elif kind is int:
             flags.DEFINE_integer(field.name, field.default, help_text)
-        elif field.type in ("float", float):
+        elif kind is float:
             flags.DEFINE_float(field.name, field.default, help_text)
         else:
             flags.DEFINE_string(field.name, field.default, help_text)
@@ -41,7 +44,8 @@ define_flags()
 
 def config_from_flags() -> Config:
     """Builds the Config from the parsed flags (same names)."""
-    return Config(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Config)})
+    return Config(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Config)
+                     if f.metadata.get("flag", True)})
 
 
 def main(argv: list[str]) -> int:

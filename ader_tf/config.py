@@ -28,7 +28,7 @@ PAPER_METHODS = ("ader", "er", *FLAG_METHODS)
 # how it reports); they are left out of the fingerprint that guards resumed runs.
 _NOT_FINGERPRINTED = frozenset(
     {"data_dir", "results_dir", "cycles", "export_k", "export_saved_models", "progress",
-     "distribution_strategy", "test_batch"}
+     "distribution_strategy", "test_batch", "dataset_defaults"}
 )
 # Fields added after runs were published: left out of the fingerprint while at their default,
 # so a run started before they existed still resumes.
@@ -39,13 +39,25 @@ _FINGERPRINTED_IF_CHANGED = frozenset(
 )
 
 
-def _option(default: Any, help: str, choices: Any = None) -> Any:
+def _option(default: Any, help: str, choices: Any = None, kind: type | None = None) -> Any:
     """A config field with its command-line help (and allowed values), declared once here.
 
     ``main.py`` makes one flag per field from this metadata. ``choices`` is a tuple or a
-    function returning one (for lists known only once other modules are imported).
+    function returning one (for lists known only once other modules are imported); ``kind``
+    is the flag's type where the default (None) does not tell it.
     """
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+    kind = kind or type(default)
+    return dataclasses.field(
+        default=default, metadata={"help": help, "choices": choices, "kind": kind}
+    )
+
+
+# The paper's settings that differ by dataset (its README's command lines): a run takes them
+# from its dataset unless the flag is given.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "YOOCHOOSE": {"lambda_": 1.0, "batch_size": 512},
+}
+GENERAL_DEFAULTS: dict[str, Any] = {"lambda_": 0.8, "batch_size": 256}
 
 
 def _method_names() -> tuple[str, ...]:
@@ -75,9 +87,9 @@ class Config:
                           "aliases of the paper's.", _method_names)
     # Exemplars
     exemplar_size: int = _option(30000, "Number of exemplars kept per cycle.")
-    lambda_: float = _option(0.8, "Base weight of the continual term (ADER's distillation, ER's "
-                             "replay, EWC's and MAS's penalty, LwF's distillation; paper: 0.8 "
-                             "DIGINETICA, 1.0 YOOCHOOSE).")
+    lambda_: float = _option(None, "Base weight of the continual term (ADER's distillation, ER's "
+                             "replay, EWC's and MAS's penalty, LwF's distillation). Default: the "
+                             "paper's, 1.0 for YOOCHOOSE, 0.8 otherwise.", kind=float)
     # Baselines
     finetune: bool = _option(False, "Baseline: fine-tune, no exemplars, dropout 0 "
                              "(= --method=finetune).")
@@ -97,7 +109,8 @@ class Config:
     fix_lambda: bool = _option(False, "Use lambda_ as is, not the adaptive weight.")
     # Training
     num_epochs: int = _option(100, "Maximum epochs per cycle.")
-    batch_size: int = _option(256, "Training batch size (current rows).")
+    batch_size: int = _option(None, "Training batch size (current rows). Default: the paper's, "
+                              "512 for YOOCHOOSE, 256 otherwise.", kind=int)
     test_batch: int = _option(64, "Evaluation batch size.")
     lr: float = _option(5e-4, "Adam learning rate.")
     num_blocks: int = _option(2, "Self-attention blocks.")
@@ -147,8 +160,11 @@ class Config:
     derpp_beta: float = _option(0.5, "DER++: weight of the exemplars' label term.")
     derpp_top_k: int = _option(100, "DER++: scores stored per exemplar (the k-th bounds the "
                                "rest).")
+    # Filled in, not given: the fields that took their dataset's default (see DATASET_DEFAULTS).
+    dataset_defaults: tuple[str, ...] = dataclasses.field(default=(), metadata={"flag": False})
 
     def __post_init__(self) -> None:
+        _resolve_dataset_defaults(self)
         _resolve_method(self)
         validate(self)
 
@@ -159,6 +175,26 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def explain_dataset_defaults(self) -> str | None:
+        """A log line saying which values came from the dataset's defaults, or None."""
+        if not self.dataset_defaults:
+            return None
+        values = " ".join(f"--{n}={getattr(self, n)}" for n in self.dataset_defaults)
+        source = "the paper's setting for " + self.dataset if self.dataset in DATASET_DEFAULTS \
+            else "the paper's default"
+        return f"{values}: {source} (give the flags to change them)"
+
+    def with_stored_defaults(self, stored: dict[str, Any]) -> Config:
+        """This config with the dataset-defaulted fields taken from a stored run's config.
+
+        A run started before a dataset's defaults changed keeps the values it started with
+        when it is resumed with the same command (the stored config wins).
+        """
+        if not self.dataset_defaults:
+            return self
+        kept = {n: stored[n] for n in self.dataset_defaults if stored.get(n) is not None}
+        return dataclasses.replace(self, dataset_defaults=(), **kept) if kept else self
 
     def fingerprint(self) -> str:
         """Short hash of every field that changes results, to refuse resuming another run."""
@@ -172,6 +208,17 @@ class Config:
             del relevant["method"]
         blob = json.dumps(relevant, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _resolve_dataset_defaults(config: Config) -> None:
+    """Sets the fields left at None to their dataset's defaults and records which they were."""
+    defaults = {**GENERAL_DEFAULTS, **DATASET_DEFAULTS.get(config.dataset, {})}
+    filled = [name for name in defaults if getattr(config, name) is None]
+    # A frozen dataclass sets its normalised fields through object.__setattr__.
+    for name in filled:
+        object.__setattr__(config, name, defaults[name])
+    if filled:
+        object.__setattr__(config, "dataset_defaults", tuple(filled))
 
 
 def _resolve_method(config: Config) -> None:

@@ -115,3 +115,27 @@ def test_a_folder_without_period_files_says_how_to_make_them(tmp_path):
     assert result.returncode == 2
     assert "python -m preprocessing" in result.stderr
     assert str(tmp_path / "SHOP") in result.stderr
+
+
+def test_yoochoose_takes_the_papers_setting_unless_given():
+    yoochoose = Config(dataset="YOOCHOOSE")
+    assert (yoochoose.lambda_, yoochoose.batch_size) == (1.0, 512)
+    assert yoochoose.dataset_defaults == ("lambda_", "batch_size")
+    assert "the paper's setting for YOOCHOOSE" in yoochoose.explain_dataset_defaults()
+    given = Config(dataset="YOOCHOOSE", lambda_=0.5)
+    assert (given.lambda_, given.batch_size, given.dataset_defaults) == (0.5, 512, ("batch_size",))
+    diginetica = Config(dataset="DIGINETICA")
+    assert (diginetica.lambda_, diginetica.batch_size) == (0.8, 256)
+    # Values from defaults or from flags give the same run.
+    assert diginetica.fingerprint() == Config(dataset="DIGINETICA", lambda_=0.8,
+                                              batch_size=256).fingerprint()
+    assert yoochoose.fingerprint() == Config(dataset="YOOCHOOSE", lambda_=1.0,
+                                             batch_size=512).fingerprint()
+
+
+def test_main_flags_leave_dataset_defaults_to_the_config():
+    code = ("import main; main.FLAGS(['main.py', '--dataset=YOOCHOOSE', '--batch_size=128']);"
+            " c = main.config_from_flags(); print(c.lambda_, c.batch_size, *c.dataset_defaults)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120, check=True)
+    assert result.stdout.split() == ["1.0", "128", "lambda_"]

@@ -284,3 +284,19 @@ def test_any_folder_of_period_files_is_a_dataset(data_dir, tmp_path):
     reference = run(_config(data_dir, tmp_path / "reference", finetune=True, cycles=1))
     assert summary["mean"] == reference["mean"]
     assert os.path.isfile(tmp_path / "results" / "SHOP-ADER" / "metrics.csv")
+
+
+def test_a_run_started_under_other_dataset_defaults_resumes_with_its_values(data_dir, tmp_path):
+    """A YOOCHOOSE run started with the general defaults (0.8, 256) resumes with them."""
+    import shutil
+
+    shutil.copytree(os.path.join(data_dir, "sample"), tmp_path / "data" / "YOOCHOOSE")
+    tiny = {k: v for k, v in TINY.items() if k != "batch_size"}
+    common = dict(data_dir=str(tmp_path / "data"), results_dir=str(tmp_path / "r"),
+                  dataset="YOOCHOOSE", finetune=True, **tiny)
+    run(Config(cycles=1, lambda_=0.8, batch_size=256, **common))
+    runner = ContinualRunner(Config(**common))  # now defaults to the paper's 1.0 and 512
+    assert (runner.config.lambda_, runner.config.batch_size) == (0.8, 256)
+    assert runner.run()["cycles_completed"] == 2
+    fresh = ContinualRunner(Config(**{**common, "results_dir": str(tmp_path / "new")}))
+    assert (fresh.config.lambda_, fresh.config.batch_size) == (1.0, 512)

@@ -43,7 +43,7 @@ from ader_tf.data.pipeline import (
 )
 from ader_tf.data.sources import resolve_period_dir
 from ader_tf.evaluation import Metrics, apply_in_order, evaluate, metrics_from_ranks
-from ader_tf.io_utils import write_json_atomic
+from ader_tf.io_utils import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +147,11 @@ class ContinualRunner:
     """Runs the cycles of one config; see ``run``."""
 
     def __init__(self, config: Config) -> None:
+        self.paths = RunPaths(os.path.join(config.results_dir, config.run_name))
+        config = _as_stored(config, self.paths.file("config.json"))
         self.config = config
         self.method: Method = make_method(config)
         self.is_knn = config.model in KNN_MODELS
-        self.paths = RunPaths(os.path.join(config.results_dir, config.run_name))
         self.period_dir = resolve_period_dir(config.dataset, config.data_dir)
         self.data = ContinualData(
             self.period_dir, maxlen=config.maxlen, valid_portion=config.valid_portion,
@@ -536,6 +537,9 @@ class ContinualRunner:
 
     def run(self) -> dict[str, Any]:
         write_json_config(self.paths.file("config.json"), self.config)
+        explained = self.config.explain_dataset_defaults()
+        if explained:
+            log.info("%s", explained)
         self.runlog.restore(self.state.cycles)
         first = self._resume()
         if first > 1 and first <= self.num_cycles:
@@ -558,6 +562,25 @@ class ContinualRunner:
         if final:
             self.runlog.finish_run(summary, seconds)
         return summary
+
+
+def _as_stored(config: Config, path: str) -> Config:
+    """``config``, or where it resumes a run started under other dataset defaults, that run's.
+
+    A run whose stored config differs from ``config`` only in values ``config`` took from its
+    dataset's defaults (not given on the command line) keeps the stored values.
+    """
+    if not config.dataset_defaults or not os.path.isfile(path):
+        return config
+    stored = read_json(path)
+    if stored.get("fingerprint") == config.fingerprint():
+        return config
+    candidate = config.with_stored_defaults(stored)
+    if candidate.fingerprint() != stored.get("fingerprint"):
+        return config  # another run altogether: RunState says so
+    log.info("resuming %s with the values it started with: %s", path, ", ".join(
+        f"--{n}={getattr(candidate, n)}" for n in config.dataset_defaults))
+    return candidate
 
 
 def write_json_config(path: str, config: Config) -> None:
