@@ -35,7 +35,9 @@ _NOT_FINGERPRINTED = frozenset(
 _FINGERPRINTED_IF_CHANGED = frozenset(
     {"model", "gru4rec_layers", "gru4rec_training", "gru4rec_loss", "gru4rec_n_sample",
      "gru4rec_sample_alpha", "stamp_sigmoid", "knn_k", "knn_sample_size", "knn_window",
-     "lwf_temperature", "derpp_alpha", "derpp_beta", "derpp_top_k"}
+     "lwf_temperature", "derpp_alpha", "derpp_beta", "derpp_top_k", "sacaisr_alpha",
+     "sacaisr_temperature", "sacaisr_top_k", "sacaisr_max_p", "sacaisr_ema_beta",
+     "sacaisr_decay"}
 )
 
 
@@ -82,7 +84,8 @@ class Config:
                            "preprocessing from your own click log).")
     save_dir: str = _option("ADER", "Run name: results go to <results_dir>/<dataset>-<save_dir>.")
     method: str = _option("ader", "Continual method (see ader_tf/continual/methods/): ader (the "
-                          "paper's), er, finetune, dropout, ewc, joint, lwf, agem, mas, derpp. "
+                          "paper's), er, finetune, dropout, ewc, joint, lwf, agem, mas, derpp, "
+                          "sacaisr. "
                           "--finetune, --dropout, --ewc, --joint and --disable_distillation are "
                           "aliases of the paper's.", _method_names)
     # Exemplars
@@ -160,6 +163,17 @@ class Config:
     derpp_beta: float = _option(0.5, "DER++: weight of the exemplars' label term.")
     derpp_top_k: int = _option(100, "DER++: scores stored per exemplar (the k-th bounds the "
                                "rest).")
+    # SA-CAISR's defaults are those of the authors' code (Togmm/SA-CAISR), whose default
+    # dataset is DIGINETICA; the temperature is a constant there.
+    sacaisr_alpha: float = _option(4.0, "SA-CAISR: weight of the InfoNCE consistency term.")
+    sacaisr_temperature: float = _option(0.07, "SA-CAISR: InfoNCE temperature.")
+    sacaisr_top_k: int = _option(128, "SA-CAISR: hardest in-batch negatives per row.")
+    sacaisr_max_p: float = _option(0.8, "SA-CAISR: drop probability of the old model's most "
+                                   "conflicting weight of each tensor, in [0, 1).")
+    sacaisr_ema_beta: float = _option(0.63, "SA-CAISR: share of the history kept when the old "
+                                      "model's Fisher information is updated each batch.")
+    sacaisr_decay: float = _option(0.9, "SA-CAISR: factor on the smoothed Fisher information "
+                                   "after each epoch.")
     # Filled in, not given: the fields that took their dataset's default (see DATASET_DEFAULTS).
     dataset_defaults: tuple[str, ...] = dataclasses.field(default=(), metadata={"flag": False})
 

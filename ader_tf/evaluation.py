@@ -1,4 +1,4 @@
-"""Ranking evaluation: MRR@K and Recall@K over all known items (PROTOCOL 2.7)."""
+"""Ranking evaluation: MRR@K, Recall@K and NDCG@K over all known items (PROTOCOL 2.7)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,18 @@ from ader_tf.data.pipeline import batch_count, evaluation_dataset, evaluation_or
 
 @dataclasses.dataclass(frozen=True)
 class Metrics:
-    """The four numbers the paper reports, as fractions (not percent)."""
+    """The four numbers the paper reports and NDCG@20, NDCG@10, as fractions (not percent).
+
+    NDCG is what later work on this protocol (e.g. SA-CAISR) reports besides them.
+    """
 
     mrr20: float
     recall20: float
     mrr10: float
     recall10: float
     num_examples: int
+    ndcg20: float
+    ndcg10: float
 
     def log_line(self, epoch: int, mode: str) -> str:
         """The original's log line, so tools that read its Training_logs.txt read ours."""
@@ -35,15 +40,18 @@ class Metrics:
 
 
 def metrics_from_ranks(ranks: np.ndarray) -> Metrics:
-    """Recall@K = share of rank < K; MRR@K = mean of 1/(rank+1) where rank < K, else 0.
+    """Recall@K = share of rank < K; MRR@K = mean of 1/(rank+1) where rank < K, else 0;
+    NDCG@K = mean of 1/log2(rank+2) where rank < K, else 0.
 
-    Ranks are 0-based: the number of items scored above the target.
+    Ranks are 0-based: the number of items scored above the target. With one relevant item
+    per example the ideal DCG is 1, so NDCG is the DCG of the target alone.
     """
     ranks = np.asarray(ranks, dtype=np.int64)
     n = len(ranks)
     if n == 0:
-        return Metrics(0.0, 0.0, 0.0, 0.0, 0)
+        return Metrics(0.0, 0.0, 0.0, 0.0, 0, ndcg20=0.0, ndcg10=0.0)
     reciprocal = 1.0 / (ranks + 1.0)
+    discount = 1.0 / np.log2(ranks + 2.0)
 
     def mrr(k: int) -> float:
         return float(np.where(ranks < k, reciprocal, 0.0).sum() / n)
@@ -51,7 +59,10 @@ def metrics_from_ranks(ranks: np.ndarray) -> Metrics:
     def recall(k: int) -> float:
         return float((ranks < k).sum() / n)
 
-    return Metrics(mrr(20), recall(20), mrr(10), recall(10), n)
+    def ndcg(k: int) -> float:
+        return float(np.where(ranks < k, discount, 0.0).sum() / n)
+
+    return Metrics(mrr(20), recall(20), mrr(10), recall(10), n, ndcg20=ndcg(20), ndcg10=ndcg(10))
 
 
 @tf.function(reduce_retracing=True)
@@ -110,5 +121,5 @@ def evaluate(
     batch_size: int,
     desc: str = "Evaluating",
 ) -> Metrics:
-    """MRR/Recall@10/20 of ``logits_fn`` on ``examples``."""
+    """MRR/Recall/NDCG@10/20 of ``logits_fn`` on ``examples``."""
     return metrics_from_ranks(evaluate_ranks(logits_fn, examples, batch_size, desc))

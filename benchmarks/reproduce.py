@@ -42,7 +42,7 @@ METHOD_FLAGS = {
     "ader_equal": ["--equal_exemplar"], "ader_fix": ["--fix_lambda"],
     "er_reservoir": ["--disable_distillation", "--selection=reservoir"],
     "lwf": ["--method=lwf"], "agem": ["--method=agem"], "mas": ["--method=mas"],
-    "derpp": ["--method=derpp"],
+    "derpp": ["--method=derpp"], "sacaisr": ["--method=sacaisr"],
 }
 # The paper's Table 2 (SASRec, mean over 16 cycles, percent).
 PAPER = {

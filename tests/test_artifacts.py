@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from ader_tf.config import Config
 from ader_tf.continual.artifacts import (
+    METRIC_COLUMNS,
     CheckpointKeeper,
     RunPaths,
     RunStateError,
     check_weights_stored,
+    write_metrics_csv,
 )
 from ader_tf.continual.runner import build_encoder, build_model
 from ader_tf.models.recommender import SessionRecommender
@@ -85,3 +89,16 @@ def test_a_missing_checkpoint_is_named(tmp_path):
     keeper = _keeper(tmp_path, _model(seed=1), with_optimizer=True)
     with pytest.raises(RunStateError, match="checkpoint of cycle 4 is missing"):
         keeper.restore(cycle=4, epoch=1)
+
+
+def test_metrics_rows_from_before_ndcg_are_written_with_empty_cells(tmp_path):
+    """A run resumed from a state written before NDCG existed keeps its old rows."""
+    path = str(tmp_path / "metrics.csv")
+    old = {name: 1 for name in METRIC_COLUMNS if not name.startswith("ndcg")}
+    write_metrics_csv(path, [old, {**old, "cycle": 2, "ndcg20": 0.5, "ndcg10": 0.25}])
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(METRIC_COLUMNS)
+    assert list(METRIC_COLUMNS[-2:]) == ["ndcg20", "ndcg10"]
+    assert (rows[0]["ndcg20"], rows[0]["ndcg10"]) == ("", "")
+    assert (rows[1]["ndcg20"], rows[1]["ndcg10"]) == ("0.5", "0.25")

@@ -16,6 +16,20 @@ def test_metrics_by_hand():
     assert m.log_line(3, "valid").startswith("epoch:3, valid (MRR@20: ")
 
 
+def test_ndcg_by_hand():
+    # Ranks 0, 1, 9 count at 10 and 20; 10 and 19 only at 20; 20 and 100 at neither.
+    m = metrics_from_ranks(np.array([0, 1, 9, 10, 19, 20, 100]))
+    at10 = 1 / np.log2(2) + 1 / np.log2(3) + 1 / np.log2(11)
+    at20 = at10 + 1 / np.log2(12) + 1 / np.log2(21)
+    assert np.isclose(m.ndcg10, at10 / 7)
+    assert np.isclose(m.ndcg20, at20 / 7)
+    assert np.isclose(m.ndcg10, (1 + 0.6309297535714575 + 0.2890648263178879) / 7)
+    # The other metrics are unchanged by it.
+    assert (m.recall20, m.recall10) == (5 / 7, 3 / 7)
+    empty = metrics_from_ranks(np.array([], np.int64))
+    assert (empty.ndcg20, empty.ndcg10, empty.num_examples) == (0.0, 0.0, 0)
+
+
 def test_target_ranks_counts_strictly_higher_scores():
     logits = tf.constant([[0.1, 0.5, 0.3, 0.9], [1.0, 1.0, 0.0, 2.0]])
     ranks = target_ranks(logits, tf.constant([3, 1])).numpy()

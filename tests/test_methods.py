@@ -19,6 +19,7 @@ from ader_tf.models.recommender import SessionRecommender, make_optimizer
 from ader_tf.models.sasrec import SASRecEncoder
 from ader_tf.models.stamp import STAMPEncoder
 from ader_tf.objectives import (
+    Consistency,
     CrossEntropy,
     Distillation,
     GradientProjection,
@@ -40,7 +41,7 @@ def test_lambda_by_hand():
 
 def test_registry_names_every_method_file():
     assert set(METHODS) == {"ader", "er", "finetune", "dropout", "ewc", "joint", "lwf", "agem",
-                            "mas", "derpp"}
+                            "mas", "derpp", "sacaisr"}
     assert all(cls.name == name for name, cls in METHODS.items())
 
 
@@ -58,6 +59,7 @@ def test_registry_names_every_method_file():
         ({"method": "agem"}, "agem", 0.3, True, True, False),
         ({"method": "mas"}, "mas", 0.0, False, False, False),
         ({"method": "derpp"}, "derpp", 0.3, True, True, False),
+        ({"method": "sacaisr"}, "sacaisr", 0.3, False, False, False),
     ],
 )
 def test_what_each_method_keeps(flags, name, dropout, keeps, replays, scratch):
@@ -96,6 +98,8 @@ def test_er_is_ader_without_distillation():
         ({"method": "ewc", "disable_distillation": True}, "replays no exemplars"),
         ({"derpp_top_k": 5}, "only applies to --method=derpp"),
         ({"method": "derpp", "lwf_temperature": 3.0}, "only applies to --method=lwf"),
+        ({"sacaisr_max_p": 0.5}, "only applies to --method=sacaisr"),
+        ({"method": "sacaisr", "distribution_strategy": "mirrored"}, "distribution_strategy"),
         ({"method": "lwf", "lwf_temperature": 0.0}, "--lwf_temperature must be positive"),
         ({"method": "lwf", "model": "gru4rec", "gru4rec_training": "session_parallel"},
          "cross-entropy alone"),
@@ -152,6 +156,7 @@ def _parts(objective):
         ("er", [CrossEntropy, Replay]),
         ("lwf", [CrossEntropy, Distillation]),
         ("agem", [CrossEntropy, GradientProjection]),
+        ("sacaisr", [CrossEntropy, Consistency]),
         ("finetune", [CrossEntropy]),
         ("joint", [CrossEntropy]),
     ],

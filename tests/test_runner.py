@@ -59,6 +59,7 @@ PLAIN = ("ce_loss",)
         ({"method": "mas"}, ("ce_loss", "mas_loss"), False),
         ({"method": "derpp", "derpp_top_k": 5}, ("ce_loss", "der_loss", "er_loss"), True),
         ({"method": "er", "selection": "reservoir"}, ("ce_loss", "er_loss"), True),
+        pytest.param({"method": "sacaisr"}, ("ce_loss", "nce_loss"), False, id="sacaisr"),
     ],
 )
 def test_each_method_end_to_end(data_dir, tmp_path, flags, terms, keeps_exemplars):
@@ -72,6 +73,8 @@ def test_each_method_end_to_end(data_dir, tmp_path, flags, terms, keeps_exemplar
     rows = _rows(os.path.join(root, "metrics.csv"))
     assert [int(r["cycle"]) for r in rows] == [1, 2]
     assert all(0.0 <= float(r["recall20"]) <= 1.0 for r in rows)
+    assert all(0.0 <= float(r["ndcg10"]) <= float(r["ndcg20"]) <= float(r["recall20"])
+               for r in rows)
     lambdas = [float(r["lambda"]) for r in rows]
     assert lambdas[0] == 0.0
     assert (lambdas[1] > 0) == (terms not in (PLAIN, ("ce_loss",)))
@@ -193,6 +196,8 @@ def test_resume_after_kill_gives_the_same_metrics(data_dir, tmp_path):
         ({"model": "stmp", "ewc": True}, "STAMPEncoder", ("ce_loss", "ewc_loss")),
         ({"model": "gru4rec", "gru4rec_training": "session_parallel", "finetune": True,
           "gru4rec_n_sample": 16, "batch_size": 8}, "GRU4RecEncoder", PLAIN),
+        pytest.param({"model": "gru4rec", "method": "sacaisr"}, "GRU4RecEncoder",
+                     ("ce_loss", "nce_loss"), id="sacaisr-gru4rec"),
     ],
 )
 def test_other_backbones_end_to_end(data_dir, tmp_path, flags, encoder, terms):
@@ -260,6 +265,7 @@ def test_session_knn_resumes_to_the_same_metrics(data_dir, tmp_path):
         {"method": "mas", "model": "stmp"},
         {"method": "derpp", "derpp_top_k": 5},
         {"method": "er", "selection": "reservoir", "exemplar_size": 40},
+        pytest.param({"method": "sacaisr"}, id="sacaisr"),
     ],
 )
 def test_methods_resume_to_the_same_metrics(data_dir, tmp_path, flags):

@@ -34,7 +34,7 @@ from ader_tf.io_utils import read_json, write_json_atomic, write_text_atomic
 METRIC_COLUMNS = (
     "cycle", "epochs_run", "best_epoch", "mrr20", "recall20", "mrr10", "recall10",
     "test_examples", "lambda", "exemplars_kept", "train_seconds", "selection_seconds",
-    "test_seconds",
+    "test_seconds", "ndcg20", "ndcg10",
 )
 
 
@@ -169,9 +169,13 @@ class RunState:
 
 
 def write_metrics_csv(path: str, rows: list[dict[str, Any]]) -> None:
-    """Writes all per-cycle rows at once (atomically)."""
+    """Writes all per-cycle rows at once (atomically).
+
+    Rows of cycles finished before a column existed (NDCG, in runs resumed from older state)
+    leave it empty.
+    """
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, restval="", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow(row)

@@ -460,11 +460,12 @@ class ContinualRunner:
             "recall10": test.recall10, "test_examples": test.num_examples, "lambda": lam,
             "exemplars_kept": kept, "train_seconds": round(train_seconds, 2),
             "selection_seconds": round(selection_seconds, 2),
-            "test_seconds": round(test_seconds, 2), "max_item": data.max_item,
+            "test_seconds": round(test_seconds, 2), "ndcg20": test.ndcg20,
+            "ndcg10": test.ndcg10, "max_item": data.max_item,
             "log_lines": self.runlog.current_lines(),
         }
         with self.writer.as_default(step=cycle):
-            for k in ("mrr20", "recall20", "mrr10", "recall10"):
+            for k in ("mrr20", "recall20", "mrr10", "recall10", "ndcg20", "ndcg10"):
                 tf.summary.scalar(f"test/{k}", row[k])
         log.info("cycle %d: test Recall@20 %.4f MRR@20 %.4f (best epoch %d of %d)", cycle,
                  test.recall20, test.mrr20, best_epoch, epochs_run)

@@ -6,15 +6,19 @@ place. Objectives know nothing of cycles, files or methods; continual methods co
 """
 
 from ader_tf.objectives.base import Objective, StepInputs, Term, combine
+from ader_tf.objectives.consistency import Consistency
 from ader_tf.objectives.cross_entropy import CrossEntropy, Replay
 from ader_tf.objectives.distillation import Distillation
 from ader_tf.objectives.gradient_projection import GradientProjection
 from ader_tf.objectives.logit_matching import LogitMatching
 from ader_tf.objectives.penalty import ImportancePenalty
+from ader_tf.objectives.screening import FisherScreening
 
 __all__ = [
+    "Consistency",
     "CrossEntropy",
     "Distillation",
+    "FisherScreening",
     "GradientProjection",
     "ImportancePenalty",
     "LogitMatching",

@@ -19,9 +19,11 @@ from ader_tf.continual.methods.finetune import Finetune
 from ader_tf.continual.methods.joint import Joint
 from ader_tf.continual.methods.lwf import LwF
 from ader_tf.continual.methods.mas import MAS
+from ader_tf.continual.methods.sacaisr import SACAISR
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (ADER, ER, Finetune, Dropout, EWC, Joint, LwF, AGEM, MAS, DERPP)
+    cls.name: cls
+    for cls in (ADER, ER, Finetune, Dropout, EWC, Joint, LwF, AGEM, MAS, DERPP, SACAISR)
 }
 
 
