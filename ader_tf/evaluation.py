@@ -1,4 +1,4 @@
-"""Ranking evaluation: MRR@K, Recall@K and NDCG@K over all known items (PROTOCOL 2.7)."""
+"""Ranking evaluation: MRR@K, Recall@K and NDCG@K over all known items."""
 
 from __future__ import annotations
 
