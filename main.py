@@ -59,17 +59,22 @@ def main(argv: list[str]) -> int:
                         datefmt="%H:%M:%S")
     if not config.progress:
         os.environ["TQDM_DISABLE"] = "1"
-    from ader_tf.continual.runner import run
+    from ader_tf.continual.runner import RunStateError, TrainingDivergedError, run
     from ader_tf.data.sources import DatasetNotFoundError
+    from ader_tf.io_utils import DamagedFileError, one_line
 
     # TensorFlow's own logger (SavedModel and checkpoint chatter), after TF set it up.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
+    # Problems the user can act on get one line naming the file or the cycle, no traceback.
     try:
         summary = run(config)
-    except DatasetNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (DatasetNotFoundError, RunStateError, DamagedFileError) as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
+    except TrainingDivergedError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 1
     m = summary["mean"]
     print(f"{config.run_name}: mean over {summary['cycles_completed']} cycles: "
           f"Recall@20 {100 * m['recall20']:.2f}  MRR@20 {100 * m['mrr20']:.2f}  "

@@ -65,11 +65,42 @@ def metrics_from_ranks(ranks: np.ndarray) -> Metrics:
     return Metrics(mrr(20), recall(20), mrr(10), recall(10), n, ndcg20=ndcg(20), ndcg10=ndcg(10))
 
 
+class NonFiniteError(ArithmeticError):
+    """A model output (scores, losses, session vectors) holds NaN or infinite values.
+
+    Attributes:
+        bad_rows: How many rows hold a non-finite value.
+        total_rows: How many rows were checked.
+        what: What the rows are ("scores", "losses", ...).
+    """
+
+    def __init__(self, bad_rows: int, total_rows: int, what: str) -> None:
+        self.bad_rows = bad_rows
+        self.total_rows = total_rows
+        self.what = what
+        super().__init__(f"{bad_rows} of {total_rows} rows have non-finite {what}")
+
+
+def require_finite(values: np.ndarray, what: str) -> np.ndarray:
+    """Returns ``values`` [N, ...] unchanged; raises NonFiniteError if a row is not finite."""
+    values = np.asarray(values)
+    finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if not finite.all():
+        raise NonFiniteError(int((~finite).sum()), len(values), what)
+    return values
+
+
 @tf.function(reduce_retracing=True)
 def target_ranks(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-    """Number of items scored strictly above each target (column j scores item j+1)."""
+    """Number of items scored strictly above each target (column j scores item j+1).
+
+    A row whose scores are not all finite gets -1: NaN compares false, so counting would
+    rank its target first.
+    """
     target_scores = tf.gather(logits, targets - 1, axis=1, batch_dims=1)
-    return tf.reduce_sum(tf.cast(logits > target_scores[:, None], tf.int32), axis=1)
+    ranks = tf.reduce_sum(tf.cast(logits > target_scores[:, None], tf.int32), axis=1)
+    finite = tf.reduce_all(tf.math.is_finite(logits), axis=1)
+    return tf.where(finite, ranks, -1)
 
 
 def apply_in_order(
@@ -108,11 +139,17 @@ def evaluate_ranks(
         examples: what to rank.
         batch_size: rows per forward pass (does not change any result).
         desc: progress bar label.
+
+    Raises:
+        NonFiniteError: if the scores of some rows hold NaN or infinite values.
     """
-    return apply_in_order(
+    ranks = apply_in_order(
         lambda features, targets: target_ranks(logits_fn(features["item_ids"]), targets),
         examples, batch_size, desc,
     ).astype(np.int64)
+    if (ranks < 0).any():
+        raise NonFiniteError(int((ranks < 0).sum()), len(ranks), "scores")
+    return ranks
 
 
 def evaluate(
@@ -121,5 +158,9 @@ def evaluate(
     batch_size: int,
     desc: str = "Evaluating",
 ) -> Metrics:
-    """MRR/Recall/NDCG@10/20 of ``logits_fn`` on ``examples``."""
+    """MRR/Recall/NDCG@10/20 of ``logits_fn`` on ``examples``.
+
+    Raises:
+        NonFiniteError: if the scores of some rows hold NaN or infinite values.
+    """
     return metrics_from_ranks(evaluate_ranks(logits_fn, examples, batch_size, desc))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -10,22 +11,46 @@ import pytest
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def missing_fixture(reason: str) -> NoReturn:
+    """Skips the calling test for a missing data or parity fixture, with the reason.
+
+    With ``ADER_REQUIRE_FIXTURES=1`` (CI sets it) the test fails instead, with the same reason,
+    so fixtures cannot silently vanish from a run that is meant to have them.
+    """
+    if os.environ.get("ADER_REQUIRE_FIXTURES") == "1":
+        pytest.fail(f"{reason} (ADER_REQUIRE_FIXTURES=1: missing fixtures fail)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _shared_dir(variable: str, name: str) -> str:
+    """``$<variable>``, or ``<repo>/../shared/<name>`` where CI keeps it beside the checkout."""
+    return os.environ.get(variable) or os.path.join(REPO_ROOT, "..", "shared", name)
+
+
+def real_data_path() -> str:
+    """Where the real period files are expected (``$ADER_DATA_DIR`` or ``../shared/data``)."""
+    return _shared_dir("ADER_DATA_DIR", "data")
+
+
+def parity_path() -> str:
+    """Where the parity fixtures are expected (``$ADER_PARITY_DIR`` or ``../shared/parity``)."""
+    return _shared_dir("ADER_PARITY_DIR", "parity")
+
+
 def real_data_dir(dataset: str) -> str:
-    """``$ADER_DATA_DIR/<dataset>``, or skip the test with the reason."""
-    root = os.environ.get("ADER_DATA_DIR")
-    if not root:
-        pytest.skip("ADER_DATA_DIR is not set (point it at a folder with DIGINETICA/, YOOCHOOSE/)")
-    path = os.path.join(root, dataset)
+    """The period files of ``dataset`` under ``real_data_path()``, or a missing fixture."""
+    path = os.path.join(real_data_path(), dataset)
     if not os.path.isdir(path):
-        pytest.skip(f"{path} does not exist")
+        missing_fixture(f"real data not found at {path} (set ADER_DATA_DIR to a folder with "
+                        "DIGINETICA/, YOOCHOOSE/)")
     return path
 
 
-def parity_dir() -> str:
-    """``$ADER_PARITY_DIR`` or ``<repo>/../shared/parity``, or skip with the reason."""
-    path = os.environ.get("ADER_PARITY_DIR") or os.path.join(REPO_ROOT, "..", "shared", "parity")
-    if not os.path.isdir(path):
-        pytest.skip(f"parity fixtures not found at {path} (set ADER_PARITY_DIR)")
+def parity_dir(*parts: str) -> str:
+    """``parity_path()/<parts>`` if it exists, or a missing fixture."""
+    path = os.path.join(parity_path(), *parts)
+    if not os.path.exists(path):
+        missing_fixture(f"parity fixture not found at {path} (set ADER_PARITY_DIR)")
     return path
 
 
@@ -36,6 +61,17 @@ def write_period_files(folder: str, periods: list[list[tuple[int, int]]]) -> str
         with open(os.path.join(folder, f"period_{i}.txt"), "w") as f:
             f.writelines(f"{s} {it}\n" for s, it in clicks)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory) -> str:
+    """A folder holding the tiny sample dataset (`sample/`), written once per session."""
+    from ader_tf.data.sample import write_sample_dataset
+    from tests.helpers import TINY_SAMPLE
+
+    folder = tmp_path_factory.mktemp("data")
+    write_sample_dataset(str(folder / "sample"), TINY_SAMPLE)
+    return str(folder)
 
 
 @pytest.fixture

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import os
 from typing import Any
 
 import numpy as np
 
+from ader_tf.config import Config
 from ader_tf.data.periods import Sessions
+from ader_tf.data.sample import SampleConfig
 from ader_tf.models.gru4rec import GRU4RecEncoder
 from ader_tf.models.recommender import SessionRecommender
 from ader_tf.models.sasrec import SASRecEncoder
@@ -95,3 +99,35 @@ def sessions_of(lists: list[list[int]]) -> Sessions:
     lengths = [len(s) for s in lists]
     items = np.array([i for s in lists for i in s], np.int32)
     return Sessions(items, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+
+
+# === The tiny continual run (end-to-end tests) ===
+
+# Three periods (two cycles) of a few hundred clicks.
+TINY_SAMPLE = SampleConfig(num_periods=3, num_topics=6, always_on_topics=2, items_per_topic=8,
+                           sessions_per_period=80)
+# A model and training small enough for a whole run in seconds.
+TINY = dict(hidden_units=8, num_epochs=2, stop=1, batch_size=64, test_batch=64, maxlen=6,
+            exemplar_size=60, ewc_sample_num=20, export_k=5, export_saved_models=False,
+            progress=False)
+# Metric columns that a resumed run must reproduce exactly (all but the timings).
+RESULT_COLUMNS = ("cycle", "epochs_run", "best_epoch", "mrr20", "recall20", "mrr10", "recall10",
+                  "test_examples", "lambda", "exemplars_kept")
+
+
+def tiny_config(data_dir: str, results_dir: Any, **kwargs: Any) -> Config:
+    """The tiny run's Config on the sample under `data_dir`, with `kwargs` on top."""
+    return Config(data_dir=data_dir, results_dir=str(results_dir), **{**TINY, **kwargs})
+
+
+def metrics_rows(path: Any) -> list[dict[str, str]]:
+    """The rows of a run's metrics.csv."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def results(path: Any) -> list[list[str]]:
+    """The RESULT_COLUMNS of each row of a metrics.csv (or of the metrics.csv in a run folder)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "metrics.csv")
+    return [[row[k] for k in RESULT_COLUMNS] for row in metrics_rows(path)]

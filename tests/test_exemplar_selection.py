@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from itertools import combinations
 from pathlib import Path
@@ -18,18 +17,12 @@ from ader_tf.continual.exemplar_selection import (
     reservoir_update,
     select_exemplars,
 )
+from tests.conftest import missing_fixture, parity_path
 
 # === Fixture from the reference implementation ===
 
 
-def _parity_dir() -> Path:
-    env = os.environ.get("ADER_PARITY_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "parity"
-
-
-HERDING_NPZ = _parity_dir() / "herding.npz"
+HERDING_NPZ = Path(parity_path()) / "herding.npz"
 
 
 def _herding_cases() -> list[int | None]:
@@ -42,7 +35,7 @@ def _herding_cases() -> list[int | None]:
 @pytest.mark.parametrize("case", _herding_cases())
 def test_herding_matches_reference(case: int | None) -> None:
     if case is None:
-        pytest.skip(f"herding parity fixture not found at {HERDING_NPZ} (set ADER_PARITY_DIR)")
+        missing_fixture(f"herding parity fixture not found at {HERDING_NPZ} (set ADER_PARITY_DIR)")
     with np.load(HERDING_NPZ, allow_pickle=False) as data:
         reps, m, want = data[f"rep_{case}"], int(data[f"m_{case}"]), data[f"selected_{case}"]
     got = herding_order(reps, m)

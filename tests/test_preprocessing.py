@@ -13,17 +13,7 @@ import sys
 import pytest
 
 from preprocessing import PreprocessConfig, PreprocessingError, RawDataError, preprocess, readers
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _parity_dir() -> str:
-    """`$ADER_PARITY_DIR/preprocessing` or `<repo>/../shared/parity/preprocessing`, else skip."""
-    root = os.environ.get("ADER_PARITY_DIR") or os.path.join(REPO_ROOT, "..", "shared", "parity")
-    path = os.path.join(root, "preprocessing")
-    if not os.path.isdir(path):
-        pytest.skip(f"preprocessing parity fixtures not found at {path} (set ADER_PARITY_DIR)")
-    return path
+from tests.conftest import REPO_ROOT, parity_dir
 
 
 def _digest(folder: str, names: list[str]) -> str:
@@ -56,7 +46,7 @@ PARITY_CASES = [
 
 @pytest.mark.parametrize("name,raw,config", PARITY_CASES, ids=[c[0] for c in PARITY_CASES])
 def test_fixture_parity_byte_for_byte(tmp_path, name, raw, config):
-    fixtures = os.path.join(_parity_dir(), name)
+    fixtures = os.path.join(parity_dir("preprocessing"), name)
     expected = os.path.join(fixtures, "periods")
     stats = preprocess(os.path.join(fixtures, "raw", raw), str(tmp_path / "out"), **_quiet(config))
     assert _outputs(str(tmp_path / "out")) == _outputs(expected)
@@ -68,7 +58,7 @@ def test_fixture_parity_byte_for_byte(tmp_path, name, raw, config):
 
 
 def test_parity_holds_with_small_read_blocks_crlf_and_no_final_newline(tmp_path, monkeypatch):
-    fixtures = os.path.join(_parity_dir(), "yoochoose")
+    fixtures = os.path.join(parity_dir("preprocessing"), "yoochoose")
     with open(os.path.join(fixtures, "raw", "yoochoose-clicks.dat"), "rb") as f:
         text = f.read()
     raw = tmp_path / "yoochoose-clicks.dat"
@@ -119,8 +109,13 @@ def diginetica_text(seed: int = 11, rows: int = 3000) -> str:
     return "".join(lines)
 
 
-# (files written, sha256 of names and bytes) of the original's output, run with TZ=UTC unless
-# the case says otherwise.
+# (files written, `_digest` of them) of what the original ADER preprocessing (doublemul/ADER,
+# data/preprocessing.py at commit 348fc21) wrote from `yoochoose_text()` / `diginetica_text()`
+# with each case's settings, under TZ=UTC unless the case names a zone. The parity fixtures in
+# ../shared/parity hold the original's output for the fixture logs only (tested above), so these
+# were computed by running the original; `python -m tests.original_digests /path/to/ADER`
+# reruns it (see tests/original_digests.py for the two patches a current stack needs) and
+# prints this table.
 ORIGINAL_DIGESTS = {
     "yoo_day": (17, "e2c4471b76baa49c916db8662e2f523795bbaf79e7c9104bb9133217433cae41"),
     "yoo_day_new_york": (17, "5aba0228b942fedef35a9e36b31cf4b3cb987a1b3a22c728ab789de34a419305"),

@@ -1,73 +1,87 @@
-"""The cycle loop end to end on a tiny sample: methods, outputs, resume, damaged state."""
+"""The cycle loop end to end on a tiny sample: methods, outputs, resume, divergence."""
 
 from __future__ import annotations
 
-import csv
+import glob
+import json
 import os
-import signal
-import subprocess
-import sys
-import time
+import re
+import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from ader_tf.config import Config
 from ader_tf.continual.artifacts import RunStateError
-from ader_tf.continual.exemplar_store import ExemplarFileError
 from ader_tf.continual.runner import ContinualRunner, TrainingDivergedError, run
-from ader_tf.data.sample import SampleConfig, write_sample_dataset
-from tests.conftest import REPO_ROOT
-
-TINY_SAMPLE = SampleConfig(num_periods=3, num_topics=6, always_on_topics=2, items_per_topic=8,
-                           sessions_per_period=80)
-TINY = dict(hidden_units=8, num_epochs=2, stop=1, batch_size=64, test_batch=64, maxlen=6,
-            exemplar_size=60, ewc_sample_num=20, export_k=5, export_saved_models=False,
-            progress=False)
+from ader_tf.evaluation import NonFiniteError
+from tests.helpers import TINY
+from tests.helpers import metrics_rows as _rows
+from tests.helpers import tiny_config as _config
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    write_sample_dataset(str(folder / "sample"), TINY_SAMPLE)
-    return str(folder)
-
-
-def _config(data_dir, results_dir, **kwargs) -> Config:
-    return Config(data_dir=data_dir, results_dir=str(results_dir), **{**TINY, **kwargs})
-
-
-def _rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def data_dir(tiny_data_dir):
+    return tiny_data_dir
 
 
 PLAIN = ("ce_loss",)
+# (flags, the objective's terms in cycle 2, keeps exemplars) of every method.
+METHODS = {
+    "ader": ({}, ("ce_loss", "kd_loss"), True),
+    "er": ({"disable_distillation": True}, ("ce_loss", "er_loss"), True),
+    "ewc": ({"ewc": True}, ("ce_loss", "ewc_loss"), True),
+    "finetune": ({"finetune": True}, PLAIN, False),
+    "dropout": ({"dropout": True}, PLAIN, False),
+    "joint": ({"joint": True}, PLAIN, False),
+    "lwf": ({"method": "lwf"}, ("ce_loss", "kd_loss"), False),
+    "agem": ({"method": "agem"}, ("ce_loss",), True),
+    "mas": ({"method": "mas"}, ("ce_loss", "mas_loss"), False),
+    "derpp": ({"method": "derpp", "derpp_top_k": 5}, ("ce_loss", "der_loss", "er_loss"), True),
+    "reservoir": ({"method": "er", "selection": "reservoir"}, ("ce_loss", "er_loss"), True),
+    "sacaisr": ({"method": "sacaisr"}, ("ce_loss", "nce_loss"), False),
+}
 
 
-@pytest.mark.parametrize(
-    "flags, terms, keeps_exemplars",
-    [
-        ({}, ("ce_loss", "kd_loss"), True),
-        ({"disable_distillation": True}, ("ce_loss", "er_loss"), True),
-        ({"ewc": True}, ("ce_loss", "ewc_loss"), True),
-        ({"finetune": True}, PLAIN, False),
-        ({"dropout": True}, PLAIN, False),
-        ({"joint": True}, PLAIN, False),
-        ({"method": "lwf"}, ("ce_loss", "kd_loss"), False),
-        ({"method": "agem"}, ("ce_loss",), True),
-        ({"method": "mas"}, ("ce_loss", "mas_loss"), False),
-        ({"method": "derpp", "derpp_top_k": 5}, ("ce_loss", "der_loss", "er_loss"), True),
-        ({"method": "er", "selection": "reservoir"}, ("ce_loss", "er_loss"), True),
-        pytest.param({"method": "sacaisr"}, ("ce_loss", "nce_loss"), False, id="sacaisr"),
-    ],
-)
-def test_each_method_end_to_end(data_dir, tmp_path, flags, terms, keeps_exemplars):
-    export = not flags  # one method exports its SavedModels; the export has its own tests
-    config = _config(data_dir, tmp_path, export_saved_models=export, **flags)
-    runner = ContinualRunner(config)
-    summary = runner.run()
-    assert summary["cycles_completed"] == 2
+@pytest.fixture(scope="module")
+def finished(data_dir, tmp_path_factory):
+    """``finished(name)``: the runner of a complete run of ``METHODS[name]``, run once per
+    module (the tests below only read it)."""
+    runners = {}
+
+    def get(name: str) -> ContinualRunner:
+        if name not in runners:
+            flags = METHODS[name][0]
+            export = not flags  # one method exports its SavedModels; the export has its tests
+            config = _config(data_dir, tmp_path_factory.mktemp(name),
+                             export_saved_models=export, **flags)
+            runners[name] = ContinualRunner(config)
+            runners[name].run()
+            runners[name].writer.flush()
+        return runners[name]
+
+    return get
+
+
+def _scalars(root: str) -> dict[str, list[float]]:
+    """The TensorBoard scalars of a run: tag -> values in step order."""
+    found: dict[str, dict[int, float]] = {}
+    for path in sorted(glob.glob(os.path.join(root, "tensorboard", "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                found.setdefault(value.tag, {})[event.step] = float(
+                    tf.make_ndarray(value.tensor))
+    return {tag: [v for _, v in sorted(steps.items())] for tag, steps in found.items()}
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_each_method_end_to_end(finished, name):
+    flags, terms, keeps_exemplars = METHODS[name]
+    export = not flags
+    runner = finished(name)
+    with open(runner.paths.file("summary.json")) as f:
+        assert json.load(f)["cycles_completed"] == 2
     assert runner.model.objective.term_names == terms
     root = runner.paths.root
     rows = _rows(os.path.join(root, "metrics.csv"))
@@ -81,11 +95,65 @@ def test_each_method_end_to_end(data_dir, tmp_path, flags, terms, keeps_exemplar
     assert os.path.isfile(os.path.join(root, "exemplars", "cycle_2.npz")) == keeps_exemplars
     assert (int(rows[1]["exemplars_kept"]) > 0) == keeps_exemplars
     assert os.path.isdir(runner.paths.saved_model(2)) == export
-    for name in ("summary.json", "metrics.png", "Training_logs.txt", "config.json"):
-        assert os.path.isfile(os.path.join(root, name))
+    for file in ("summary.json", "metrics.png", "Training_logs.txt", "config.json"):
+        assert os.path.isfile(os.path.join(root, file))
     with open(os.path.join(root, "Training_logs.txt")) as f:
         log_text = f.read()
     assert log_text.count("Period ") == 2 and "Average: (MRR@20: " in log_text
+
+
+def test_summary_means_are_those_of_metrics_csv(finished):
+    root = finished("ader").paths.root
+    rows = _rows(os.path.join(root, "metrics.csv"))
+    with open(os.path.join(root, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["cycles_completed"] == len(rows) == 2
+    for key in ("mrr20", "recall20", "mrr10", "recall10"):
+        values = [float(row[key]) for row in rows]
+        assert summary["mean"][key] == pytest.approx(np.mean(values), abs=1e-12), key
+        assert [c[key] for c in summary["per_cycle"]] == pytest.approx(values, abs=1e-12)
+    with open(os.path.join(root, "Training_logs.txt")) as f:
+        average = f.read().split("Average: ")[1].splitlines()[0]
+    assert f"RECALL@20: {summary['mean']['recall20']:.4f}" in average
+
+
+METRICS = ("mrr20", "recall20", "mrr10", "recall10")
+
+
+@pytest.mark.parametrize(
+    "name, baseline, ranks_move",
+    [("ader", "er", True), ("lwf", "dropout", True), ("derpp", "er", True),
+     ("agem", "dropout", True), ("sacaisr", "dropout", True), ("ewc", "finetune", False),
+     ("mas", "finetune", False)],
+)
+def test_a_method_changes_cycle_2(finished, name, baseline, ranks_move):
+    """Cycle 1 trains on cross-entropy alone, so a method equals its baseline there to the
+    last digit; in cycle 2 its own term (distillation, replay, projection, penalty) must show.
+
+    EWC's and MAS's penalties are too weak on the tiny sample to move a rank (lambda * F *
+    (theta - anchor)^2, a few Adam steps from the anchor), so for them only the trained
+    weights must differ; a penalty that contributed nothing would leave them bit for bit equal.
+    """
+    ours, theirs = finished(name), finished(baseline)
+    our_rows = _rows(ours.paths.file("metrics.csv"))
+    their_rows = _rows(theirs.paths.file("metrics.csv"))
+    assert [our_rows[0][k] for k in METRICS] == [their_rows[0][k] for k in METRICS]
+    if ranks_move:
+        assert [our_rows[1][k] for k in METRICS] != [their_rows[1][k] for k in METRICS]
+    pairs = zip(ours.model.encoder.weights, theirs.model.encoder.weights, strict=True)
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in pairs)
+
+
+@pytest.mark.parametrize("name", [n for n, (_, terms, _) in METHODS.items() if len(terms) > 1])
+def test_continual_terms_are_trained_on_in_cycle_2_only(finished, name):
+    """Read from the run's TensorBoard scalars: each term beyond cross-entropy is positive in
+    every epoch of cycle 2 and absent from cycle 1 (plain cross-entropy)."""
+    terms = METHODS[name][1]
+    scalars = _scalars(finished(name).paths.root)
+    for term in terms[1:]:
+        assert f"cycle_1/train_{term}" not in scalars
+        values = scalars[f"cycle_2/train_{term}"]
+        assert values and all(v > 0 for v in values), (term, values)
 
 
 def test_teacher_holds_the_previous_cycles_best_weights(data_dir, tmp_path):
@@ -124,16 +192,10 @@ def test_exemplar_quota_is_respected(data_dir, tmp_path):
     assert 0 < len(runner.exemplars) <= 25
 
 
-def test_mismatched_run_and_damaged_exemplars_are_reported(data_dir, tmp_path):
+def test_mismatched_run_is_reported(data_dir, tmp_path):
     run(_config(data_dir, tmp_path, cycles=1))
     with pytest.raises(RunStateError, match="another config"):
         run(_config(data_dir, tmp_path, cycles=2, lr=1e-3))
-    npz = tmp_path / "sample-ADER" / "exemplars" / "cycle_1.npz"
-    blob = bytearray(npz.read_bytes())
-    blob[len(blob) // 2] ^= 0xFF
-    npz.write_bytes(bytes(blob))
-    with pytest.raises(ExemplarFileError, match=str(npz.parent / "cycle_1")):
-        run(_config(data_dir, tmp_path, cycles=2))
 
 
 def test_non_finite_loss_stops_the_run(data_dir, tmp_path, monkeypatch):
@@ -148,41 +210,69 @@ def test_non_finite_loss_stops_the_run(data_dir, tmp_path, monkeypatch):
         runner.run_cycle(1)
 
 
-def _main(data_dir, results_dir, *extra):
-    args = [sys.executable, "main.py", f"--data_dir={data_dir}", f"--results_dir={results_dir}",
-            *(f"--{k}={v}" for k, v in TINY.items()), "--num_epochs=3", "--stop=3", *extra]
-    return args
+def _last_good_checkpoint(message: str) -> str:
+    """The folder a divergence message names as the last good checkpoint."""
+    return re.search(r"the last good checkpoint is (\S+)$", message).group(1)
 
 
-def test_resume_after_kill_gives_the_same_metrics(data_dir, tmp_path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-    reference = tmp_path / "reference"
-    subprocess.run(_main(data_dir, reference), cwd=REPO_ROOT, env=env, check=True,
-                   capture_output=True, timeout=600)
+def test_scores_that_diverge_in_validation_stop_the_run(data_dir, tmp_path):
+    """A real divergence: one batch per epoch at a learning rate of 1e6. Epoch 1's loss is
+    measured before its one update, so it is finite; the update breaks the weights, and the
+    validation of epoch 1 (finite) or 2 (NaN scores) sees it. Before the check, NaN scores
+    ranked every target first: a Recall@20 near 1 that early stopping kept as the best."""
+    config = _config(data_dir, tmp_path, finetune=True, lr=1e6, batch_size=512, num_epochs=3,
+                     stop=3, cycles=1)
+    with pytest.raises(TrainingDivergedError) as raised:
+        run(config)
+    message = str(raised.value)
+    assert re.match(r"cycle 1 validation epoch 2: \d+ of 36 rows have non-finite scores; the "
+                    r"last good checkpoint is ", message), message
+    assert isinstance(raised.value.__cause__, NonFiniteError)
+    good = _last_good_checkpoint(message)
+    assert good.endswith(os.path.join("checkpoints", "cycle_1", "epoch_1"))
+    assert os.path.isfile(os.path.join(good, "ckpt.index"))
+    assert not os.path.exists(os.path.join(os.path.dirname(good), "epoch_2"))
 
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_main(data_dir, killed), cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = killed / "sample-ADER" / "checkpoints" / "cycle_2"
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed mid-cycle"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    state = (killed / "sample-ADER" / "state.json").read_text()
-    assert '"cycle": 1' in state and '"cycle": 2' not in state  # killed inside cycle 2
 
-    subprocess.run(_main(data_dir, killed), cwd=REPO_ROOT, env=env, check=True,
-                   capture_output=True, timeout=600)
-    ref_rows = _rows(reference / "sample-ADER" / "metrics.csv")
-    res_rows = _rows(killed / "sample-ADER" / "metrics.csv")
-    keys = ("cycle", "epochs_run", "best_epoch", "mrr20", "recall20", "mrr10", "recall10",
-            "test_examples", "lambda", "exemplars_kept")
-    assert [[r[k] for k in keys] for r in res_rows] == [[r[k] for k in keys] for r in ref_rows]
-    log_text = (killed / "sample-ADER" / "Training_logs.txt").read_text()
-    assert log_text.count("Period 2:") == 1 and "Resumed at cycle 2." in log_text
-    assert np.isclose(float(res_rows[0]["recall20"]), float(ref_rows[0]["recall20"]))
+def test_session_parallel_divergence_stops_the_run(data_dir, tmp_path):
+    """GRU4Rec's own trainer at a learning rate that breaks its scores in epoch 2 (a real
+    divergence: its BPR-max score regulariser overflows); epoch 1's checkpoint stays."""
+    config = _config(data_dir, tmp_path, model="gru4rec", gru4rec_training="session_parallel",
+                     finetune=True, gru4rec_n_sample=16, lr=3e12, num_epochs=3, stop=3,
+                     cycles=1)
+    with pytest.raises(TrainingDivergedError) as raised:
+        run(config)
+    message = str(raised.value)
+    assert re.match(r"cycle 1 epoch \d: loss is not finite .*; the last good checkpoint is ",
+                    message), message
+    good = _last_good_checkpoint(message)
+    assert re.search(r"checkpoints/cycle_1/epoch_\d$", good), good
+    assert os.path.isfile(os.path.join(good, "ckpt.index"))
+
+
+@pytest.mark.parametrize("selection, what", [("herding", "session vectors"),
+                                              ("loss", "losses")])
+def test_non_finite_model_outputs_stop_exemplar_selection(data_dir, tmp_path, selection, what):
+    """Herding on NaN session vectors, or picking by NaN losses, would keep arbitrary rows.
+
+    Item 3's embedding is set to NaN: the session vectors of the rows that clicked it are NaN,
+    and so is every row's loss (item 3 is scored in every row).
+    """
+    runner = ContinualRunner(_config(data_dir, tmp_path, selection=selection, cycles=1))
+    runner._fresh_model(1)
+    data = runner.data.cycle(1)
+    runner.model.set_max_item(data.max_item)
+    table = runner.model.encoder.item_embeddings
+    table.assign(tf.tensor_scatter_nd_update(table, [[3]], [np.full(8, np.nan, np.float32)]))
+    inputs = np.concatenate([data.train.inputs, data.valid.inputs])
+    bad = int((inputs == 3).any(axis=1).sum()) if selection == "herding" else len(inputs)
+    message = (f"cycle 1 exemplar selection: {bad} of {len(inputs)} rows have non-finite "
+               f"{what}; the last good checkpoint is none")
+    with pytest.raises(TrainingDivergedError, match=message), runner._stop_if_not_finite(
+        1, "exemplar selection", best_epoch=0
+    ):
+        runner._keep_exemplars(1, data, None)
+    assert not os.path.exists(runner.paths.exemplars(1) + ".npz")
 
 
 # === Other backbones ===
@@ -282,8 +372,6 @@ def test_methods_resume_to_the_same_metrics(data_dir, tmp_path, flags):
 
 def test_any_folder_of_period_files_is_a_dataset(data_dir, tmp_path):
     """A shop's own periods (here a copy of the sample's) run under the folder's name."""
-    import shutil
-
     shutil.copytree(os.path.join(data_dir, "sample"), tmp_path / "data" / "SHOP")
     summary = run(_config(str(tmp_path / "data"), tmp_path / "results", dataset="SHOP",
                           finetune=True, cycles=1))
@@ -294,8 +382,6 @@ def test_any_folder_of_period_files_is_a_dataset(data_dir, tmp_path):
 
 def test_a_run_started_under_other_dataset_defaults_resumes_with_its_values(data_dir, tmp_path):
     """A YOOCHOOSE run started with the general defaults (0.8, 256) resumes with them."""
-    import shutil
-
     shutil.copytree(os.path.join(data_dir, "sample"), tmp_path / "data" / "YOOCHOOSE")
     tiny = {k: v for k, v in TINY.items() if k != "batch_size"}
     common = dict(data_dir=str(tmp_path / "data"), results_dir=str(tmp_path / "r"),

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ader_tf.io_utils import read_json, write_json_atomic, write_text_atomic
+from ader_tf.io_utils import one_line, read_json, write_json_atomic, write_text_atomic
 
 METRIC_COLUMNS = (
     "cycle", "epochs_run", "best_epoch", "mrr20", "recall20", "mrr10", "recall10",
@@ -37,9 +37,18 @@ METRIC_COLUMNS = (
     "test_seconds", "ndcg20", "ndcg10",
 )
 
+# What a resumed run reads of each finished cycle's record (the resume point and the summary).
+_STATE_KEYS = ("cycle", "best_epoch", "max_item", "mrr20", "recall20", "mrr10", "recall10",
+               "train_seconds", "selection_seconds", "test_seconds")
+
 
 class RunStateError(ValueError):
     """A results folder holds state that does not belong to this run or is damaged."""
+
+
+def cannot_resume(root: str) -> str:
+    """What to do about a damaged file that a run needs to resume (the end of its message)."""
+    return f"the run cannot resume from it; delete {root} to start the run again"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +144,9 @@ class CheckpointKeeper:
             self.checkpoint.read(prefix).assert_existing_objects_matched()
             if self.checked is not None:
                 check_weights_stored(self.checked, prefix)
+        except (tf.errors.OpError, IndexError) as e:  # a truncated or overwritten file
+            problem = one_line(str(e).split("\n", 1)[0])  # TF adds lines of graph context
+            raise RunStateError(f"{prefix}: checkpoint is damaged ({problem})") from e
         except (ValueError, AssertionError) as e:
             raise RunStateError(f"{prefix}: checkpoint does not match this model ({e})") from e
         return prefix
@@ -149,9 +161,20 @@ class RunState:
 
     @staticmethod
     def load_or_new(path: str, fingerprint: str) -> RunState:
+        """The state saved at ``path``, or a new one if there is none.
+
+        Raises:
+            RunStateError: the file is damaged or belongs to a run with another config.
+        """
         if not os.path.isfile(path):
             return RunState(fingerprint)
-        data = read_json(path)
+        try:
+            data = read_json(path)
+        except ValueError as e:
+            raise RunStateError(f"{e}; {cannot_resume(os.path.dirname(path))}") from e
+        problem = _state_problem(data)
+        if problem:
+            raise RunStateError(f"{path}: {problem}; {cannot_resume(os.path.dirname(path))}")
         if data.get("fingerprint") != fingerprint:
             raise RunStateError(
                 f"{path}: this results folder holds a run with another config "
@@ -166,6 +189,21 @@ class RunState:
     @property
     def last(self) -> dict[str, Any] | None:
         return self.cycles[-1] if self.cycles else None
+
+
+def _state_problem(data: Any) -> str | None:
+    """What makes ``data`` (read from state.json) unusable, or None."""
+    if not isinstance(data, dict) or not isinstance(data.get("cycles"), list):
+        return "not a run state (a JSON object with a list of cycles)"
+    for number, row in enumerate(data["cycles"], start=1):
+        if not isinstance(row, dict):
+            return f"cycle record {number} is not a JSON object"
+        missing = [k for k in _STATE_KEYS if k not in row]
+        if missing:
+            return f"cycle record {number} lacks {missing}"
+        if row["cycle"] != number:
+            return f"cycle record {number} is for cycle {row['cycle']!r}"
+    return None
 
 
 def write_metrics_csv(path: str, rows: list[dict[str, Any]]) -> None:

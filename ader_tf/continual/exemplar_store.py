@@ -8,8 +8,6 @@ still load. Choosing the exemplars is ``exemplar_selection``'s job.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 from collections.abc import Mapping
@@ -18,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ader_tf.io_utils import atomic_path
+from ader_tf.io_utils import DamagedFileError, load_checked_npz, save_checked_npz
 
 REQUIRED_METADATA = ("cycle", "max_item", "method", "config_fingerprint")
 """Keys the caller must put in the metadata given to :func:`save_exemplars`."""
@@ -28,13 +26,8 @@ _FORMAT = "ader_tf.exemplars/1"
 _DEFAULT_STEM = "exemplars"
 
 
-class ExemplarFileError(ValueError):
+class ExemplarFileError(DamagedFileError):
     """An exemplar file is missing, damaged, inconsistent or from another run."""
-
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 # === Persistence ===
@@ -76,21 +69,16 @@ def save_exemplars(
     if problem:
         raise ValueError(f"cannot save exemplars: {problem}")
 
-    buffer = io.BytesIO()
-    np.savez(buffer, inputs=inputs.astype(np.int32), targets=targets.astype(np.int32))
-    payload = buffer.getvalue()
     record = {
         **_json_roundtrip(dict(metadata)),
         "count": int(targets.size),
         "maxlen": int(inputs.shape[1]),
         "format": _FORMAT,
-        "sha256": hashlib.sha256(payload).hexdigest(),
     }
     npz_path, json_path = _paths(path)
-    npz_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.unlink(missing_ok=True)
-    _write_atomic(npz_path, payload)
-    _write_atomic(json_path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    save_checked_npz(
+        npz_path, {"inputs": inputs.astype(np.int32), "targets": targets.astype(np.int32)}, record
+    )
     return npz_path, json_path
 
 
@@ -113,32 +101,21 @@ def load_exemplars(
             ids out of range.
     """
     npz_path, json_path = _paths(path)
-    for p in (json_path, npz_path):
-        if not p.is_file():
-            raise ExemplarFileError(p, "file is missing (never written or the save did not finish)")
     try:
-        metadata = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ExemplarFileError(json_path, f"unreadable metadata ({e})") from e
-    if not isinstance(metadata, dict):
-        raise ExemplarFileError(json_path, "metadata is not a JSON object")
+        arrays, metadata = load_checked_npz(npz_path)
+    except DamagedFileError as e:
+        raise ExemplarFileError(e.path, e.problem) from e
     absent = [k for k in (*REQUIRED_METADATA, *_COMPUTED_METADATA) if k not in metadata]
     if absent or metadata["format"] != _FORMAT:
         raise ExemplarFileError(json_path, f"not an exemplar record (missing {absent})")
-
-    payload = npz_path.read_bytes()
-    digest = hashlib.sha256(payload).hexdigest()
-    if digest != metadata["sha256"]:
-        raise ExemplarFileError(
-            npz_path, f"checksum mismatch: sha256 {digest}, metadata says {metadata['sha256']}"
-        )
     for key, want in _json_roundtrip(dict(expected or {})).items():
         if metadata.get(key) != want:
             raise ExemplarFileError(
                 json_path, f"{key} is {metadata.get(key)!r}, expected {want!r} (stale file?)"
             )
-
-    inputs, targets = _read_arrays(npz_path, payload)
+    if sorted(arrays) != ["inputs", "targets"]:
+        raise ExemplarFileError(npz_path, f"unexpected arrays {sorted(arrays)}")
+    inputs, targets = arrays["inputs"], arrays["targets"]
     problem = _array_problem(inputs, targets, metadata["max_item"])
     if not problem and targets.size != metadata["count"]:
         problem = f"holds {targets.size} exemplars, metadata says {metadata['count']}"
@@ -157,19 +134,6 @@ def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     elif stem.suffix in (".npz", ".json"):
         stem = stem.with_suffix("")
     return stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-
-
-def _read_arrays(npz_path: Path, payload: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Parses the checksummed bytes without pickle."""
-    try:
-        with np.load(io.BytesIO(payload), allow_pickle=False) as data:
-            if sorted(data.files) != ["inputs", "targets"]:
-                raise ExemplarFileError(npz_path, f"unexpected arrays {sorted(data.files)}")
-            return data["inputs"], data["targets"]
-    except ExemplarFileError:
-        raise
-    except (OSError, ValueError, KeyError) as e:
-        raise ExemplarFileError(npz_path, f"unreadable npz ({e})") from e
 
 
 def _array_problem(inputs: np.ndarray, targets: np.ndarray, max_item: int) -> str | None:
@@ -198,10 +162,3 @@ def _json_roundtrip(obj: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError) as e:
         raise ValueError(f"metadata must be JSON-serialisable: {e}") from e
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Writes ``data`` to a temporary file beside ``path`` and renames it into place."""
-    with atomic_path(str(path)) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())

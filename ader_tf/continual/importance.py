@@ -13,8 +13,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from ader_tf.io_utils import DamagedFileError, load_checked_npz, save_checked_npz
+
 # Per-example gradients of one vectorised chunk are held at once; this bounds their size.
 _MAX_CHUNK_FLOATS = 2**26
+_FORMAT = "ader_tf.importance/1"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -22,7 +25,8 @@ class ImportanceState:
     """Importance of each weight and the weights it was measured at, one per variable.
 
     Entries follow the order of the model's `trainable_variables`. The file keys keep the
-    names of EWC's first format (`fisher_<i>`, `previous_<i>`), so earlier runs still resume.
+    names of EWC's first format (`fisher_<i>`, `previous_<i>`), and a file written before its
+    checksum was kept still loads, so earlier runs still resume.
 
     Attributes:
         importance: Per-weight importance (EWC: mean squared per-example gradient).
@@ -42,23 +46,39 @@ class ImportanceState:
             raise ValueError(f"importance is for variable shapes {own}, the model has {shapes}.")
 
     def save(self, path: str) -> None:
-        """Writes the state to a `.npz` file (a path or an open binary file)."""
+        """Writes the state to a `.npz` file and its checksum to the `.json` beside it."""
         arrays = {f"fisher_{i}": np.asarray(f) for i, f in enumerate(self.importance)}
         arrays.update({f"previous_{i}": np.asarray(p) for i, p in enumerate(self.anchor)})
-        np.savez(path, num_examples=self.num_examples, **arrays)
+        arrays["num_examples"] = np.asarray(self.num_examples)
+        save_checked_npz(path, arrays, {"format": _FORMAT})
 
     @classmethod
     def load(cls, path: str, model: Any = None) -> ImportanceState:
-        """Reads a state written by `save`; checks it against `model`'s variables if given."""
-        with np.load(path) as data:
-            count = sum(1 for key in data.files if key.startswith("fisher_"))
-            state = cls(
-                importance=tuple(tf.constant(data[f"fisher_{i}"]) for i in range(count)),
-                anchor=tuple(tf.constant(data[f"previous_{i}"]) for i in range(count)),
-                num_examples=int(data["num_examples"]),
-            )
+        """Reads a state written by `save`; checks it against `model`'s variables if given.
+
+        A file without its checksum (written before checksums were kept) is read as it is.
+
+        Raises:
+            DamagedFileError: naming the file: damaged, not an importance state, or measured
+                on other variable shapes than `model`'s.
+        """
+        data, _ = load_checked_npz(path, sidecar_required=False)
+        count = sum(1 for key in data if key.startswith("fisher_"))
+        names = ["num_examples"] + [f"{kind}_{i}" for kind in ("fisher", "previous")
+                                    for i in range(count)]
+        missing = [name for name in names if name not in data]
+        if missing:
+            raise DamagedFileError(path, f"not an importance state (lacks {missing[:3]})")
+        state = cls(
+            importance=tuple(tf.constant(data[f"fisher_{i}"]) for i in range(count)),
+            anchor=tuple(tf.constant(data[f"previous_{i}"]) for i in range(count)),
+            num_examples=int(data["num_examples"]),
+        )
         if model is not None:
-            state.check_matches(model.trainable_variables)
+            try:
+                state.check_matches(model.trainable_variables)
+            except ValueError as e:
+                raise DamagedFileError(path, str(e)) from e
         return state
 
     def accumulate(self, newer: ImportanceState) -> ImportanceState:

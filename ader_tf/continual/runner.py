@@ -8,12 +8,14 @@ the same seed, writes the same metrics.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
@@ -28,6 +30,7 @@ from ader_tf.continual.artifacts import (
     RunPaths,
     RunState,
     RunStateError,
+    cannot_resume,
     check_weights_stored,
     write_metrics_csv,
 )
@@ -42,14 +45,24 @@ from ader_tf.data.pipeline import (
     training_dataset,
 )
 from ader_tf.data.sources import resolve_period_dir
-from ader_tf.evaluation import Metrics, apply_in_order, evaluate, metrics_from_ranks
-from ader_tf.io_utils import read_json, write_json_atomic
+from ader_tf.evaluation import (
+    Metrics,
+    NonFiniteError,
+    apply_in_order,
+    evaluate,
+    metrics_from_ranks,
+    require_finite,
+)
+from ader_tf.io_utils import DamagedFileError, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or a model output (scores, losses, session vectors) became NaN or infinite.
+
+    The message names the cycle, the phase and the last good checkpoint, which is kept.
+    """
 
 
 # === Model construction ===
@@ -144,12 +157,24 @@ class _ProgressBar(keras.callbacks.Callback):
 
 
 class ContinualRunner:
-    """Runs the cycles of one config; see ``run``."""
+    """Runs the cycles of one config; see ``run``.
 
-    def __init__(self, config: Config) -> None:
+    Args:
+        config: The run's configuration.
+        on_phase: Called as ``on_phase(cycle, phase)`` at points where a kill must leave a
+            resumable folder (tests kill the process there): ``"training"`` after each
+            training epoch, ``"selection"`` before the exemplars are chosen,
+            ``"exemplars_saved"`` after they are written and before the method's end-of-cycle
+            files, ``"export"`` before the SavedModel export, ``"outputs_written"`` after the
+            metrics files and before state.json. None: nothing is called.
+    """
+
+    def __init__(self, config: Config,
+                 on_phase: Callable[[int, str], None] | None = None) -> None:
         self.paths = RunPaths(os.path.join(config.results_dir, config.run_name))
         config = _as_stored(config, self.paths.file("config.json"))
         self.config = config
+        self.on_phase = on_phase or (lambda cycle, phase: None)
         self.method: Method = make_method(config)
         self.is_knn = config.model in KNN_MODELS
         self.period_dir = resolve_period_dir(config.dataset, config.data_dir)
@@ -294,14 +319,14 @@ class ContinualRunner:
         reps = losses = None
         batch = max(self.config.test_batch, 512)
         if self.config.selection == "herding":
-            reps = apply_in_order(
+            reps = require_finite(apply_in_order(
                 lambda f, t: self.model.represent(f["item_ids"]), candidates, batch,
                 "Representing candidates",
-            )
+            ), "session vectors")
         elif self.config.selection == "loss":
-            losses = apply_in_order(
+            losses = require_finite(apply_in_order(
                 self.model.per_example_loss, candidates, batch, "Scoring candidates"
-            )
+            ), "losses")
         index = exemplar_selection.select_exemplars(
             candidates.targets, quotas, self.config.selection, reps=reps, losses=losses, rng=rng
         )
@@ -317,6 +342,7 @@ class ContinualRunner:
         origin = None
         if self.method.keeps_exemplars:
             self.exemplars, origin = self._select_exemplars(cycle, data)
+            self.on_phase(cycle, "exemplars_saved")
             self.runlog.line(f"Total saved exemplar: {len(self.exemplars)}")
         if not self.is_knn:
             self.method.after_cycle(self._context(cycle, data, prev, origin))
@@ -372,15 +398,15 @@ class ContinualRunner:
                 losses = {"loss": trainer.train_epoch(sessions, progress=cfg.progress)}
             else:
                 losses = self._fit_epoch(cycle, epoch, data)
+            self.on_phase(cycle, "training")
             if not all(math.isfinite(v) for v in losses.values()):
-                where = (f"the best epoch {best_epoch} of this cycle" if best_epoch
-                         else "the previous cycle's")
                 raise TrainingDivergedError(
-                    f"cycle {cycle} epoch {epoch}: loss is not finite ({losses}); stopping. "
-                    f"The last good checkpoint is {where} under {self.paths.root}/checkpoints"
+                    f"cycle {cycle} epoch {epoch}: loss is not finite ({losses}); the last "
+                    f"good checkpoint is {self._last_good_checkpoint(cycle, best_epoch)}"
                 )
-            valid = evaluate(_logits_fn(self.model), data.valid, cfg.test_batch,
-                             f"Validating epoch {epoch}")
+            with self._stop_if_not_finite(cycle, f"validation epoch {epoch}", best_epoch):
+                valid = evaluate(_logits_fn(self.model), data.valid, cfg.test_batch,
+                                 f"Validating epoch {epoch}")
             self.runlog.line(valid.log_line(epoch, "valid"))
             loss_text = ", ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items()))
             log.info("cycle %d epoch %d: %s | valid Recall@20 %.4f MRR@20 %.4f | %.1fs",
@@ -435,18 +461,45 @@ class ContinualRunner:
         epochs_run, best_epoch, train_seconds = self._train_epochs(cycle, data, sessions)
 
         t0 = time.time()
-        test = evaluate(_logits_fn(self.model), data.test, cfg.test_batch, "Testing")
+        with self._stop_if_not_finite(cycle, "test", best_epoch):
+            test = evaluate(_logits_fn(self.model), data.test, cfg.test_batch, "Testing")
         test_seconds = time.time() - t0
         self.runlog.line(test.log_line(best_epoch, "test"))
 
-        kept, selection_seconds = self._keep_exemplars(cycle, data, prev)
+        self.on_phase(cycle, "selection")
+        with self._stop_if_not_finite(cycle, "exemplar selection", best_epoch):
+            kept, selection_seconds = self._keep_exemplars(cycle, data, prev)
 
         if cfg.export_saved_models:
+            self.on_phase(cycle, "export")
             self._export(cycle)
         return self._cycle_row(
             cycle, data, test, epochs_run=epochs_run, best_epoch=best_epoch, lam=lam, kept=kept,
             seconds=(train_seconds, selection_seconds, test_seconds),
         )
+
+    # --- divergence ------------------------------------------------------------------
+
+    def _last_good_checkpoint(self, cycle: int, best_epoch: int) -> str:
+        """The newest checkpoint whose validation was finite, for divergence messages."""
+        if best_epoch:
+            return os.path.join(self.paths.cycle_checkpoint_dir(cycle), f"epoch_{best_epoch}")
+        last = self.state.last
+        if last is None or not int(last["best_epoch"]):
+            return "none (no epoch finished with finite scores)"
+        return os.path.join(self.paths.cycle_checkpoint_dir(int(last["cycle"])),
+                            f"epoch_{int(last['best_epoch'])}")
+
+    @contextlib.contextmanager
+    def _stop_if_not_finite(self, cycle: int, phase: str, best_epoch: int) -> Iterator[None]:
+        """Turns a NonFiniteError inside ``phase`` into a TrainingDivergedError naming it."""
+        try:
+            yield
+        except NonFiniteError as e:
+            raise TrainingDivergedError(
+                f"cycle {cycle} {phase}: {e}; the last good checkpoint is "
+                f"{self._last_good_checkpoint(cycle, best_epoch)}"
+            ) from e
 
     def _cycle_row(
         self, cycle: int, data: CycleData, test: Metrics, *, epochs_run: int, best_epoch: int,
@@ -542,7 +595,10 @@ class ContinualRunner:
         if explained:
             log.info("%s", explained)
         self.runlog.restore(self.state.cycles)
-        first = self._resume()
+        try:
+            first = self._resume()
+        except (DamagedFileError, RunStateError) as e:
+            raise RunStateError(f"{e}; {cannot_resume(self.paths.root)}") from e
         if first > 1 and first <= self.num_cycles:
             self.runlog.note(f"Resumed at cycle {first}.")
         started = time.time()
@@ -550,6 +606,7 @@ class ContinualRunner:
             row = self.run_cycle(cycle)
             self.state.cycles.append(row)
             self._write_outputs()
+            self.on_phase(cycle, "outputs_written")
             self.state.save(self.paths.file("state.json"))  # last: its presence = cycle done
             self.runlog.finish_cycle()
         summary = self._write_outputs(final=True, seconds=time.time() - started)
@@ -593,7 +650,7 @@ def run(config: Config) -> dict[str, Any]:
 
     Raises:
         RunStateError: the results folder belongs to another config or is damaged.
-        TrainingDivergedError: the loss became NaN or infinite.
+        TrainingDivergedError: the loss, scores or session vectors became NaN or infinite.
     """
     return ContinualRunner(config).run()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import io
 import os
 import re
 
@@ -87,21 +88,27 @@ def read_period_clicks(path: str) -> tuple[np.ndarray, np.ndarray]:
 
     Raises:
         PeriodFileError: naming the file, the 1-based line number and the offending text for a
-            line that is not two positive integers separated by one space; also for a missing
-            or empty file.
+            line that is not two positive integers separated by one space (session ids below
+            2**63, item ids below 2**31); also for a missing or empty file.
     """
     if not os.path.isfile(path):
         raise PeriodFileError(f"{path}: period file not found")
-    if os.path.getsize(path) == 0:
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
         raise PeriodFileError(f"{path}: period file is empty")
+    # pandas' integer parsing also takes '+5', '5.0' or a trailing vertical tab: only digits,
+    # spaces and line breaks may reach it.
+    if not _PERIOD_BYTES[np.frombuffer(data, dtype=np.uint8)].all():
+        _raise_first_bad_line(path)
     try:
         frame = pd.read_csv(
-            path, sep=" ", header=None, names=["session", "item"], dtype=np.int64,
+            io.BytesIO(data), sep=" ", header=None, names=["session", "item"], dtype=np.int64,
             engine="c", skip_blank_lines=False, na_filter=False,
         )
         sessions = frame["session"].to_numpy()
         items = frame["item"].to_numpy()
-    except (ValueError, pd.errors.ParserError):
+    except (ValueError, OverflowError, pd.errors.ParserError):
         _raise_first_bad_line(path)
         raise  # _raise_first_bad_line always raises; this keeps type checkers content.
     bad = (sessions <= 0) | (items <= 0) | (items > np.iinfo(np.int32).max)
@@ -111,6 +118,8 @@ def read_period_clicks(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 _LINE = re.compile(rb"^([0-9]+) ([0-9]+)\r?$")
+_PERIOD_BYTES = np.zeros(256, dtype=bool)
+_PERIOD_BYTES[list(b"0123456789 \r\n")] = True
 
 
 def _raise_first_bad_line(path: str) -> None:
@@ -125,8 +134,13 @@ def _raise_first_bad_line(path: str) -> None:
                     f"{path}:{number}: expected '<session_id> <item_id>' (two positive "
                     f"integers separated by one space), got {text!r}"
                 )
-            if int(match.group(1)) <= 0 or not 0 < int(match.group(2)) <= np.iinfo(np.int32).max:
-                raise PeriodFileError(f"{path}:{number}: ids must be positive, got {text!r}")
+            session, item = int(match.group(1)), int(match.group(2))
+            if not (0 < session <= np.iinfo(np.int64).max
+                    and 0 < item <= np.iinfo(np.int32).max):
+                raise PeriodFileError(
+                    f"{path}:{number}: ids must be positive, sessions below 2**63 and items "
+                    f"below 2**31, got {text!r}"
+                )
     raise PeriodFileError(f"{path}: could not be parsed as a period file")
 
 

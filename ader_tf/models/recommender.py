@@ -88,7 +88,11 @@ class _CompiledFunctions:
     def __init__(self) -> None:
         self._functions: dict[str, Any] = {}
 
+    def __getitem__(self, name: str) -> Any:
+        return self._functions[name]
+
     def get(self, name: str, fn: Any, signature: list) -> Any:
+        """The function compiled as ``name``, compiling ``fn`` with ``signature`` first."""
         if name not in self._functions:
             self._functions[name] = tf.function(fn, input_signature=signature)
         return self._functions[name]

@@ -8,9 +8,12 @@ import numpy as np
 import tensorflow as tf
 
 from ader_tf.continual.methods.base import CycleContext, Method, refuse_flags
-from ader_tf.evaluation import apply_in_order
-from ader_tf.io_utils import atomic_path
+from ader_tf.evaluation import apply_in_order, require_finite
+from ader_tf.io_utils import DamagedFileError, load_checked_npz, save_checked_npz
 from ader_tf.objectives import LogitMatching, Objective, Replay, combine
+
+_FORMAT = "ader_tf.derpp_scores/1"
+_ARRAYS = ("top_items", "top_scores", "num_scored")
 
 
 class DERPP(Method):
@@ -75,18 +78,27 @@ class DERPP(Method):
                 scores, items = tf.math.top_k(ctx.model.predict_logits(features["item_ids"]), k)
                 return tf.concat([tf.cast(items, tf.float32), scores], axis=1)
 
-            both = apply_in_order(top_k, ctx.exemplars.subset(new), 512, "Storing scores")
+            both = require_finite(
+                apply_in_order(top_k, ctx.exemplars.subset(new), 512, "Storing scores"), "scores"
+            )
             top_items[new] = both[:, :k].astype(np.int32)
             top_scores[new] = both[:, k:]
             num_scored[new] = ctx.data.max_item
         self.stored = {"top_items": top_items, "top_scores": top_scores, "num_scored": num_scored}
-        with atomic_path(ctx.state_path(ctx.cycle, "derpp")) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **self.stored)
+        save_checked_npz(ctx.state_path(ctx.cycle, "derpp"), self.stored, {"format": _FORMAT})
 
     def restore(self, ctx: CycleContext) -> None:
+        """Reloads the stored scores (files written before checksums were kept load too).
+
+        Raises:
+            DamagedFileError: naming the file if it is damaged or does not fit the exemplars.
+        """
         path = ctx.state_path(ctx.cycle, "derpp")
-        with np.load(path) as data:
-            self.stored = {key: data[key] for key in ("top_items", "top_scores", "num_scored")}
+        data, _ = load_checked_npz(path, sidecar_required=False)
+        missing = [key for key in _ARRAYS if key not in data]
+        if missing:
+            raise DamagedFileError(path, f"not DER++ stored scores (lacks {missing})")
+        self.stored = {key: data[key] for key in _ARRAYS}
         if ctx.exemplars is not None and len(self.stored["top_items"]) != len(ctx.exemplars):
-            raise ValueError(f"{path}: stored scores for {len(self.stored['top_items'])} "
-                             f"exemplars, but {len(ctx.exemplars)} exemplars were kept")
+            raise DamagedFileError(path, f"stored scores for {len(self.stored['top_items'])} "
+                                         f"exemplars, but {len(ctx.exemplars)} exemplars were kept")

@@ -8,7 +8,6 @@ import numpy as np
 
 from ader_tf.continual.importance import ImportanceState, compute_fisher
 from ader_tf.continual.methods.base import CycleContext, Method, refuse_flags
-from ader_tf.io_utils import atomic_path
 from ader_tf.objectives import CrossEntropy, ImportancePenalty, Objective, combine
 
 
@@ -43,7 +42,7 @@ class EWC(Method):
         n = min(len(ctx.exemplars), self.config.ewc_sample_num)
         sample = ctx.exemplars.subset(rng.choice(len(ctx.exemplars), n, replace=False))
         self.state = compute_fisher(ctx.model, sample.inputs, sample.targets, batch_size=50)
-        save_importance(self.state, ctx.state_path(ctx.cycle, "ewc"))
+        self.state.save(ctx.state_path(ctx.cycle, "ewc"))
 
     def restore(self, ctx: CycleContext) -> None:
         self.state = ImportanceState.load(ctx.state_path(ctx.cycle, "ewc"), ctx.model)
@@ -59,9 +58,3 @@ def penalty_objective(
     state.check_matches(ctx.model.trainable_variables)
     penalty = ImportancePenalty(state.importance, state.anchor, weight, name=name)
     return combine(cross_entropy, penalty)
-
-
-def save_importance(state: ImportanceState, path: str) -> None:
-    """Writes ``state`` to ``path`` atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        state.save(f)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ader_tf.continual.importance import ImportanceState, compute_mas_importance
 from ader_tf.continual.methods.base import CycleContext, Method
-from ader_tf.continual.methods.ewc import penalty_objective, save_importance
+from ader_tf.continual.methods.ewc import penalty_objective
 from ader_tf.objectives import Objective
 
 
@@ -41,7 +41,7 @@ class MAS(Method):
         sample = train.subset(rng.choice(len(train), n, replace=False))
         newer = compute_mas_importance(ctx.model, sample.inputs, batch_size=50)
         self.state = newer if self.state is None else self.state.accumulate(newer)
-        save_importance(self.state, ctx.state_path(ctx.cycle, "mas"))
+        self.state.save(ctx.state_path(ctx.cycle, "mas"))
 
     def restore(self, ctx: CycleContext) -> None:
         self.state = ImportanceState.load(ctx.state_path(ctx.cycle, "mas"), ctx.model)
