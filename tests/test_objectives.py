@@ -386,3 +386,17 @@ def test_logit_matching_by_hand() -> None:
         errors.append(error / n)
     values = step_values(model, features, targets)
     assert values["der_loss"] == pytest.approx(LAMBDA * np.mean(errors), rel=1e-5)
+
+
+def test_regularisation_losses_are_added_to_the_loss() -> None:
+    """The encoder's L2 term (a row-free term) joins the objective's terms in the loss."""
+    model = tiny_model(NUM_ITEMS, maxlen=MAXLEN, seed=1, l2_emb=0.01)
+    randomize(model, seed=1)
+    model.compile(optimizer=make_optimizer(), run_eagerly=True)
+    model.build_all(MAXLEN)
+    features, targets = batch()
+    model(features["item_ids"], training=False)  # fills model.losses for these weights
+    expected = float(tf.add_n(model.losses))
+    assert expected > 0
+    values = step_values(model, features, targets)
+    assert values["loss"] - values["ce_loss"] == pytest.approx(expected, rel=1e-4)

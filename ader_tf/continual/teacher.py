@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import keras
-
 from ader_tf.models.recommender import SessionRecommender
 
 
@@ -29,9 +27,7 @@ def frozen_teacher(
     """
     teacher = reuse
     if teacher is None:
-        encoder = keras.saving.deserialize_keras_object(
-            keras.saving.serialize_keras_object(student.encoder)
-        )
+        encoder = type(student.encoder).from_config(student.encoder.get_config())
         teacher = SessionRecommender(encoder)
         teacher.build_all()
         teacher.trainable = False

@@ -307,12 +307,10 @@ class SessionRecommender(keras.Model):
 
     def _loss_shares(self, inputs: StepInputs) -> dict[str, tf.Tensor]:
         """The objective's shares plus the layers' regularisation losses."""
-        shares = self._shares(self._objective.terms(inputs))
-        if self.losses:
-            context = tf.distribute.get_replica_context()
-            replicas = float(context.num_replicas_in_sync) if context is not None else 1.0
-            shares["regularization"] = tf.add_n(self.losses) / replicas
-        return shares
+        terms = self._objective.terms(inputs)
+        if self.losses:  # a row-free term, shared out over the replicas like a penalty
+            terms = dict(terms, regularization=Term(tf.add_n(self.losses), None))
+        return self._shares(terms)
 
     def _step_metrics(self, shares: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         context = tf.distribute.get_replica_context()

@@ -38,14 +38,20 @@ class EWC(Method):
         return penalty_objective(self.cross_entropy, self.state, self.weight(ctx), ctx, "ewc_loss")
 
     def after_cycle(self, ctx: CycleContext) -> None:
-        rng = np.random.default_rng([self.config.random_seed, ctx.cycle, 4])
-        n = min(len(ctx.exemplars), self.config.ewc_sample_num)
-        sample = ctx.exemplars.subset(rng.choice(len(ctx.exemplars), n, replace=False))
+        sample = importance_sample(ctx.exemplars, self.config, ctx.cycle)
         self.state = compute_fisher(ctx.model, sample.inputs, sample.targets, batch_size=50)
         self.state.save(ctx.state_path(ctx.cycle, "ewc"))
 
     def restore(self, ctx: CycleContext) -> None:
         self.state = ImportanceState.load(ctx.state_path(ctx.cycle, "ewc"), ctx.model)
+
+
+def importance_sample(examples: Any, config: Any, cycle: int) -> Any:
+    """Up to ``--ewc_sample_num`` of ``examples``, drawn without replacement (seeded per cycle),
+    that a penalty method measures its importance on."""
+    rng = np.random.default_rng([config.random_seed, cycle, 4])
+    n = min(len(examples), config.ewc_sample_num)
+    return examples.subset(rng.choice(len(examples), n, replace=False))
 
 
 def penalty_objective(

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ader_tf.continual.importance import ImportanceState, compute_mas_importance
 from ader_tf.continual.methods.base import CycleContext, Method
-from ader_tf.continual.methods.ewc import penalty_objective
+from ader_tf.continual.methods.ewc import importance_sample, penalty_objective
 from ader_tf.objectives import Objective
 
 
@@ -35,10 +33,7 @@ class MAS(Method):
         return penalty_objective(self.cross_entropy, self.state, self.weight(ctx), ctx, "mas_loss")
 
     def after_cycle(self, ctx: CycleContext) -> None:
-        rng = np.random.default_rng([self.config.random_seed, ctx.cycle, 4])
-        train = ctx.data.train
-        n = min(len(train), self.config.ewc_sample_num)
-        sample = train.subset(rng.choice(len(train), n, replace=False))
+        sample = importance_sample(ctx.data.train, self.config, ctx.cycle)
         newer = compute_mas_importance(ctx.model, sample.inputs, batch_size=50)
         self.state = newer if self.state is None else self.state.accumulate(newer)
         self.state.save(ctx.state_path(ctx.cycle, "mas"))
