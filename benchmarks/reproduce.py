@@ -188,6 +188,8 @@ def run_one(method: str, seed: str, model: str = "sasrec") -> None:
         raise RuntimeError(f"{shlex.join(cmd)} failed (status {status}); see {out.name}")
     timing = {"wall_seconds": round(time.time() - started, 1),
               "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
+              # CPU time is what a shared machine's load does not inflate (wall time is).
+              "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
               "cycles_before": cycles_before, "cycles_after": cycles_done(folder),
               "command": shlex.join(cmd), "finished": now()}
     timings = _read_timings(folder) + [timing]
