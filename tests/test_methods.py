@@ -178,6 +178,30 @@ def test_first_cycle_is_plain_then_the_methods_objective(name, parts, tmp_path):
         assert objective.parts[1].rows == "current" and objective.parts[1].temperature == 2.0
 
 
+@pytest.mark.parametrize("name", ["ader", "lwf", "sacaisr"])
+def test_a_distilling_method_asks_for_the_last_cycles_teacher_every_cycle(name, tmp_path):
+    # The runner refills the teacher with the last cycle's weights when it is asked for, so
+    # a method that stopped asking would distil from an ever older model.
+    config, model = Config(method=name), _model()
+    method = make_method(config)
+    teacher = _model(seed=2)
+    asked = []
+
+    def context(cycle):
+        ctx = _context(config, model, cycle, _examples(10, 5), tmp_path=tmp_path)
+        return dataclasses.replace(ctx, teacher=lambda: asked.append(cycle) or teacher)
+
+    for cycle in (2, 3, 4):
+        method.objective(context(cycle))
+    assert sorted(set(asked)) == [2, 3, 4]
+    # A new teacher object (the item tables grew) gives a new objective that holds it.
+    bigger = _model(seed=3)
+    ctx = dataclasses.replace(context(5), teacher=lambda: bigger)
+    parts = method.objective(ctx).parts
+    held = getattr(parts[1], "teacher", None) or getattr(parts[1], "reference", None)
+    assert held is bigger or getattr(method, "_screening").teacher is bigger
+
+
 def test_ewc_replaces_its_fisher_and_mas_accumulates(tmp_path):
     model = _model()
     exemplars = _examples(12, 3)

@@ -24,15 +24,20 @@ class LwF(Method):
         super().__init__(config)
         self._weight = CycleWeight()
         self._objective: Objective | None = None
+        self._teacher: Any = None
 
     def weight(self, ctx: CycleContext) -> float:
         return 0.0 if ctx.previous is None else self.config.lambda_
 
     def continual_objective(self, ctx: CycleContext) -> Objective:
         weight = self._weight.set(self.weight(ctx))
-        if self._objective is None:  # the teacher object is the same every cycle
+        # Asked every cycle: that refills the teacher with the last cycle's weights. One
+        # objective while the teacher object stays the same (a new one retraces the step).
+        teacher = ctx.teacher()
+        if self._objective is None or teacher is not self._teacher:
             distillation = Distillation(
-                ctx.teacher(), weight, rows="current", temperature=self.config.lwf_temperature
+                teacher, weight, rows="current", temperature=self.config.lwf_temperature
             )
             self._objective = combine(self.cross_entropy, distillation)
+            self._teacher = teacher
         return self._objective
