@@ -101,12 +101,12 @@ class GRU4RecEncoder(SessionEncoder):
         self.input_embeddings = self.add_weight(
             name="input_embeddings",
             shape=(self.num_items + 1, d),
-            initializer=keras.initializers.GlorotUniform(seeded(self.seed, 0)),
+            initializer=self.item_table_initializer(0),
         )
         self.item_embeddings = self.add_weight(
             name="item_embeddings",
             shape=(self.num_items + 1, d),
-            initializer=keras.initializers.GlorotUniform(seeded(self.seed, 1)),
+            initializer=self.item_table_initializer(1),
         )
         self.kernels, self.recurrent_kernels, self.biases = [], [], []
         for i in range(self.num_layers):
@@ -172,6 +172,10 @@ class GRU4RecEncoder(SessionEncoder):
             x = self.hidden_dropouts[i](x, training=training)
             new_states.append(x)
         return x, new_states
+
+    def item_tables(self) -> list[keras.Variable]:
+        """Both tables have a row per item: the input embeddings and the output table."""
+        return [self.input_embeddings, self.item_embeddings]
 
     def call(self, item_ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         # Leading all-padding columns would leave every state at zero: dropping them is exact.

@@ -117,11 +117,12 @@ class SASRecEncoder(SessionEncoder):
         if self.built:
             return
         regularizer = keras.regularizers.L2(self.l2_emb) if self.l2_emb > 0 else None
-        # === Weights === (TF1's default initialiser: Glorot-uniform over each table's own shape)
+        # === Weights === (TF1's default initialiser: Glorot-uniform over each table's own
+        # shape; the item table's limit is that of `init_items` items, so that it can grow)
         self.item_embeddings = self.add_weight(
             name="item_embeddings",
             shape=(self.num_items + 1, self.hidden_units),
-            initializer=keras.initializers.GlorotUniform(seeded(self.seed, 0)),
+            initializer=self.item_table_initializer(0),
             regularizer=regularizer,
         )
         self.position_embeddings = self.add_weight(
