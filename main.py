@@ -59,7 +59,12 @@ def main(argv: list[str]) -> int:
                         datefmt="%H:%M:%S")
     if not config.progress:
         os.environ["TQDM_DISABLE"] = "1"
-    from ader_tf.continual.runner import RunStateError, TrainingDivergedError, run
+    from ader_tf.continual.runner import (
+        RunStateError,
+        TrainingDivergedError,
+        WorkerLostError,
+        run,
+    )
     from ader_tf.data.sources import DatasetNotFoundError
     from ader_tf.io_utils import DamagedFileError, one_line
 
@@ -75,6 +80,9 @@ def main(argv: list[str]) -> int:
     except TrainingDivergedError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
+    except WorkerLostError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 3
     m = summary["mean"]
     print(f"{config.run_name}: mean over {summary['cycles_completed']} cycles: "
           f"Recall@20 {100 * m['recall20']:.2f}  MRR@20 {100 * m['mrr20']:.2f}  "

@@ -28,7 +28,7 @@ PAPER_METHODS = ("ader", "er", *FLAG_METHODS)
 # how it reports); they are left out of the fingerprint that guards resumed runs.
 _NOT_FINGERPRINTED = frozenset(
     {"data_dir", "results_dir", "cycles", "export_k", "export_saved_models", "progress",
-     "distribution_strategy", "test_batch", "dataset_defaults"}
+     "distribution_strategy", "collective_timeout", "test_batch", "dataset_defaults"}
 )
 # Fields added after runs were published: left out of the fingerprint while at their default,
 # so a run started before they existed still resumes.
@@ -130,7 +130,12 @@ class Config:
     cycles: int = _option(0, "Run only the first N cycles (0 = all).")
     export_k: int = _option(20, "Top-k of the exported SavedModels.")
     export_saved_models: bool = _option(True, "Export a SavedModel after each cycle.")
-    distribution_strategy: str = _option("none", "tf.distribute strategy.", STRATEGIES)
+    distribution_strategy: str = _option("none", "tf.distribute strategy (multi_worker: one "
+                                         "process per worker, each with its TF_CONFIG).",
+                                         STRATEGIES)
+    collective_timeout: float = _option(600.0, "multi_worker: seconds a collective op waits for "
+                                        "the other workers before the run stops with an error "
+                                        "(0: wait forever).")
     valid_portion: float = _option(0.1, "Share of prefixes for validation.")
     # The original's dropouts share one op seed, so their masks coincide at every step
     # (see SASRecEncoder); False draws independent masks.
@@ -286,6 +291,9 @@ def validate(config: Config) -> None:
             f"--distribution_strategy must be one of {STRATEGIES}, "
             f"got {config.distribution_strategy!r}"
         )
+    if not config.collective_timeout >= 0:
+        raise ValueError(f"--collective_timeout must be >= 0 seconds, got "
+                         f"{config.collective_timeout}")
     method = method_class(config.method)
     method.check_config(config)
     for other in METHODS.values():

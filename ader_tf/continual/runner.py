@@ -14,6 +14,7 @@ import functools
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -39,6 +40,14 @@ from ader_tf.continual.artifacts import (
 from ader_tf.continual.methods import CycleContext, Method, make_method
 from ader_tf.continual.reporting import RunLog, write_plot, write_summary
 from ader_tf.continual.teacher import frozen_teacher
+from ader_tf.continual.workers import (
+    COLLECTIVE_ERRORS,
+    WorkerLostError,
+    agree_on,
+    distribution_strategy,
+    worker_role,
+    worker_scratch,
+)
 from ader_tf.data.cycles import ContinualData, CycleData
 from ader_tf.data.examples import Examples
 from ader_tf.data.periods import Sessions
@@ -55,7 +64,7 @@ from ader_tf.evaluation import (
     metrics_from_ranks,
     require_finite,
 )
-from ader_tf.io_utils import DamagedFileError, read_json, write_json_atomic
+from ader_tf.io_utils import DamagedFileError, one_line, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -138,15 +147,6 @@ def build_model(config: Config, num_items: int, dropout_rate: float, seed: int,
     return model
 
 
-def distribution_strategy(name: str) -> tf.distribute.Strategy:
-    """The tf.distribute strategy for ``--distribution_strategy``."""
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
 # === Small helpers ===
 
 
@@ -161,9 +161,12 @@ class _ProgressBar(keras.callbacks.Callback):
     def __init__(self, total: int, desc: str, enabled: bool) -> None:
         super().__init__()
         self.bar = tqdm(total=total, desc=desc, leave=False, unit="b", disable=not enabled)
+        self.first_loss: float | None = None
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.bar.update(1)
+        if batch == 0 and logs and "loss" in logs:
+            self.first_loss = float(logs["loss"])  # compares distributed runs with one device
         if logs and "loss" in logs:
             self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
 
@@ -189,9 +192,16 @@ class ContinualRunner:
 
     def __init__(self, config: Config,
                  on_phase: Callable[[int, str], None] | None = None) -> None:
-        self.paths = RunPaths(os.path.join(config.results_dir, config.run_name))
-        config = _as_stored(config, self.paths.file("config.json"))
+        # First: a multi-worker strategy must be set up before TensorFlow runs any op.
+        self.strategy = distribution_strategy(config.distribution_strategy,
+                                              config.collective_timeout)
+        self.role = worker_role(self.strategy)
+        root = os.path.join(config.results_dir, config.run_name)
+        config = _as_stored(config, os.path.join(root, "config.json"))
         self.config = config
+        # Only the chief writes under --results_dir; see `workers`.
+        self.paths = RunPaths(root if self.role.is_chief
+                              else worker_scratch(self.role, root, config.fingerprint()))
         self.on_phase = on_phase or (lambda cycle, phase: None)
         self.method: Method = make_method(config)
         self.is_knn = config.model in KNN_MODELS
@@ -205,7 +215,6 @@ class ContinualRunner:
             self.num_cycles = min(config.cycles, self.num_cycles)
         self.state = RunState.load_or_new(self.paths.file("state.json"), config.fingerprint())
         self.runlog = RunLog(self.paths.file("Training_logs.txt"), config)
-        self.strategy = distribution_strategy(config.distribution_strategy)
         self.model: Any = None
         self.teacher: Any = None
         self.exemplars: Examples | None = None
@@ -416,7 +425,10 @@ class ContinualRunner:
         )
         bar = _ProgressBar(num_batches, f"Cycle {cycle} epoch {epoch}", cfg.progress)
         history = self.model.fit(dataset, epochs=1, verbose=0, callbacks=[bar], shuffle=False)
-        return {k: float(v[-1]) for k, v in history.history.items()}
+        losses = {k: float(v[-1]) for k, v in history.history.items()}
+        if bar.first_loss is not None:
+            losses["first_step_loss"] = bar.first_loss
+        return losses
 
     def _session_parallel_trainer(self, cycle: int) -> Any:
         """GRU4Rec's own trainer on this cycle's model (its optimizer and state included)."""
@@ -457,7 +469,7 @@ class ContinualRunner:
                 valid = evaluate(_logits_fn(self.model), data.valid, cfg.test_batch,
                                  f"Validating epoch {epoch}")
             self.runlog.line(valid.log_line(epoch, "valid"))
-            loss_text = ", ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items()))
+            loss_text = ", ".join(f"{k} {v:.7g}" for k, v in sorted(losses.items()))
             log.info("cycle %d epoch %d: %s | valid Recall@20 %.4f MRR@20 %.4f | %.1fs",
                      cycle, epoch, loss_text, valid.recall20, valid.mrr20, time.time() - started)
             with self.writer.as_default(step=epoch):
@@ -641,6 +653,24 @@ class ContinualRunner:
     # --- the loop ----------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        """Runs every unfinished cycle; a worker that is not the chief then removes its
+        scratch folder."""
+        try:
+            return self._run()
+        except COLLECTIVE_ERRORS as e:
+            if self.role.task_type is None:
+                raise
+            raise WorkerLostError(
+                f"{self.role.name}: lost the other workers ({type(e).__name__}: "
+                f"{one_line(str(e).split(chr(10), 1)[0])}); start every worker again with the "
+                "same command to resume at the first unfinished cycle"
+            ) from e
+        finally:
+            if not self.role.is_chief:
+                self.writer.close()
+                shutil.rmtree(self.paths.root, ignore_errors=True)
+
+    def _run(self) -> dict[str, Any]:
         write_json_config(self.paths.file("config.json"), self.config)
         explained = self.config.explain_dataset_defaults()
         if explained:
@@ -650,6 +680,11 @@ class ContinualRunner:
             first = self._resume()
         except (DamagedFileError, RunStateError) as e:
             raise RunStateError(f"{e}; {cannot_resume(self.paths.root)}") from e
+        if not agree_on(self.strategy, first):
+            raise RunStateError(
+                f"{self.role.name}: the workers would start at different cycles (this one at "
+                f"{first}); every worker must see the chief's --results_dir (a shared folder)"
+            )
         if first > 1 and first <= self.num_cycles:
             self.runlog.note(f"Resumed at cycle {first}.")
         started = time.time()
@@ -706,4 +741,4 @@ def run(config: Config) -> dict[str, Any]:
     return ContinualRunner(config).run()
 
 
-__all__ = ["run", "ContinualRunner", "TrainingDivergedError", "RunStateError"]
+__all__ = ["run", "ContinualRunner", "TrainingDivergedError", "RunStateError", "WorkerLostError"]

@@ -138,6 +138,9 @@ class SessionRecommender(keras.Model):
 
         # === Metrics ===
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        # Rows trained on (current and exemplar rows, all replicas): shows that a distributed
+        # epoch sees each example once, as one process does.
+        self.examples_tracker = keras.metrics.Sum(name="examples")
 
         # A plain Python object, not a Keras layer: Keras does not track it, so what it holds
         # (a teacher, importance weights) never enters this model's checkpoints.
@@ -160,6 +163,17 @@ class SessionRecommender(keras.Model):
         optimizer = getattr(self, "optimizer", None)  # absent until compile()
         if optimizer is not None and not optimizer.built:
             optimizer.build(self.trainable_variables)
+
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Skips Keras' symbolic build: every variable exists once `build_all` has run.
+
+        Under MultiWorkerMirroredStrategy Keras 3 builds by averaging the first batch over the
+        replicas (`strategy.reduce("MEAN", batch)`), which fails on a features dict ("unsupported
+        type <class 'dict'>") and could not average batches of different widths anyway.
+        """
+        optimizer = getattr(self, "optimizer", None)
+        if not self.built or (optimizer is not None and not optimizer.built):
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # === Item universe and objective ===
 
@@ -312,7 +326,7 @@ class SessionRecommender(keras.Model):
             terms = dict(terms, regularization=Term(tf.add_n(self.losses), None))
         return self._shares(terms)
 
-    def _step_metrics(self, shares: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def _step_metrics(self, shares: dict[str, tf.Tensor], rows: tf.Tensor) -> dict[str, tf.Tensor]:
         context = tf.distribute.get_replica_context()
         loss_terms = [v for k, v in shares.items() if k not in self._objective.reference_names]
         values = dict(shares, loss=tf.add_n(loss_terms) if loss_terms else tf.constant(0.0))
@@ -324,11 +338,20 @@ class SessionRecommender(keras.Model):
         for metric in self.metrics:
             if metric.name in values:
                 metric.update_state(values[metric.name])
-        return {metric.name: metric.result() for metric in self.metrics}
+        # The local count: a metric's variables under a strategy sum their updates over the
+        # replicas (which leaves the means above, whose totals and counts both scale, as is).
+        self.examples_tracker.update_state(tf.cast(tf.shape(rows)[0], tf.float32))
+        results = {metric.name: metric.result() for metric in self.metrics}
+        if _reduced_along_batch(self.distribute_strategy):
+            # The results are global already (the same on every replica). Keras 3 reduces
+            # step outputs of a multi-worker strategy with `strategy.reduce(MEAN, v, axis=0)`,
+            # which needs a batch axis: a [1] value comes out as the scalar itself.
+            results = {name: value[None] for name, value in results.items()}
+        return results
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
-        return [self.loss_tracker, *self._objective.build_metrics()]
+        return [self.loss_tracker, self.examples_tracker, *self._objective.build_metrics()]
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         variables = self.trainable_variables
@@ -345,13 +368,13 @@ class SessionRecommender(keras.Model):
             reference = [dense_gradient(g) for g in tape.gradient(reference_loss, variables)]
         gradients = objective.adjust_gradients(gradients, reference)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        return self._step_metrics(dict(shares, **reference_shares))
+        return self._step_metrics(dict(shares, **reference_shares), inputs.targets)
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         inputs = self._step_inputs(data, training=False)
         shares = self._loss_shares(inputs)
         return self._step_metrics(dict(shares, **self._shares(
-            self._objective.reference_terms(inputs))))
+            self._objective.reference_terms(inputs))), inputs.targets)
 
     # === Serialisation ===
 
@@ -365,6 +388,17 @@ class SessionRecommender(keras.Model):
         config = dict(config)
         encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
         return cls(encoder=encoder, **config)
+
+
+def _reduced_along_batch(strategy: tf.distribute.Strategy) -> bool:
+    """Whether Keras reduces this strategy's step outputs along axis 0 (its multi-worker case).
+
+    The same test as Keras' `_collective_all_reduce_multi_worker` (keras/src/backend/
+    tensorflow/trainer.py); it has no public equivalent.
+    """
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        strategy.extended._in_multi_worker_mode()
+    )
 
 
 def _sparse_ce(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
