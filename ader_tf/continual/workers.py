@@ -78,7 +78,12 @@ def worker_scratch(role: WorkerRole, chief_root: str, fingerprint: str) -> str:
     Raises:
         RunStateError: the chief's state.json is damaged or belongs to another config.
     """
-    scratch = tempfile.mkdtemp(prefix=f"ader-{role.task_type}{role.task_id}-")
+    # A fixed name per run and task, emptied first: a worker that was killed left its folder,
+    # and starting it again removes it.
+    scratch = os.path.join(tempfile.gettempdir(), f"ader-{os.path.basename(chief_root)}-"
+                           f"{fingerprint}-{role.task_type}{role.task_id}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(scratch)
     state_path = os.path.join(chief_root, "state.json")
     last = RunState.load_or_new(state_path, fingerprint).last
     if last is None:

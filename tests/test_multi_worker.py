@@ -1,0 +1,156 @@
+"""Two local worker processes under MultiWorkerMirroredStrategy run the tiny sample's two
+cycles like one process, write only through the chief, and resume after both are killed.
+
+One module fixture runs everything once (processes on free loopback ports, see
+`ader_tf.launch`): a single-process run, and beside it two workers that are killed (SIGKILL)
+as soon as the chief has finished cycle 1 and then started again with the same command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ader_tf.launch import free_ports, tf_configs
+from tests.helpers import metrics_rows
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Dropout off: its masks depend on which replica a row lands on.
+_FLAGS = ["--hidden_units=8", "--num_epochs=1", "--stop=1", "--batch_size=64", "--test_batch=64",
+          "--maxlen=6", "--exemplar_size=60", "--noexport_saved_models", "--noprogress",
+          "--cycles=2", "--dropout_rate=0"]
+_TIMEOUT = 600
+_EPOCH_LINE = re.compile(r"cycle (\d+) epoch 1: .*examples (\d+), first_step_loss (\S+),")
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _env(tmp: str) -> dict[str, str]:
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TQDM_DISABLE="1", TMPDIR=tmp)
+
+
+def _start(args: list[str], log: str, env: dict[str, str]) -> subprocess.Popen:
+    with open(log, "a") as out:
+        return subprocess.Popen([sys.executable, "main.py", *args], cwd=_REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def _start_workers(args: list[str], logs: list[str], env: dict[str, str]) -> list:
+    return [_start(args, log, dict(env, TF_CONFIG=config))
+            for log, config in zip(logs, tf_configs(free_ports(len(logs))), strict=True)]
+
+
+def _wait(procs: list[subprocess.Popen], logs: list[str]) -> None:
+    deadline = time.time() + _TIMEOUT
+    for proc, log in zip(procs, logs, strict=True):
+        try:
+            code = proc.wait(timeout=max(1.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = "timeout"
+        assert code == 0, f"{log} ended with {code}:\n" + _read(log)[-3000:]
+
+
+def _cycle_done(state_path: str, cycle: int) -> bool:
+    try:
+        with open(state_path) as f:
+            return len(json.load(f)["cycles"]) >= cycle
+    except (OSError, ValueError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_data_dir, tmp_path_factory) -> dict:
+    """Runs the single process and the killed-and-resumed pair of workers; their folders."""
+    tmp = tmp_path_factory.mktemp("multi_worker")
+    scratch = str(tmp / "worker_tmp")
+    os.makedirs(scratch)
+    env = _env(scratch)
+    single_dir, multi_dir = str(tmp / "single"), str(tmp / "multi")
+    data = [f"--data_dir={tiny_data_dir}"]
+    single_log = str(tmp / "single.log")
+    logs = [str(tmp / f"worker{i}.log") for i in range(2)]
+    single = _start([*data, f"--results_dir={single_dir}", *_FLAGS], single_log, env)
+    worker_args = [*data, f"--results_dir={multi_dir}", "--distribution_strategy=multi_worker",
+                   "--collective_timeout=120", *_FLAGS]
+    state = os.path.join(multi_dir, "sample-ADER", "state.json")
+    procs = _start_workers(worker_args, logs, env)
+    try:
+        deadline = time.time() + _TIMEOUT
+        while not _cycle_done(state, 1) and time.time() < deadline:
+            assert all(p.poll() is None for p in procs), _read(logs[0])[-3000:]
+            time.sleep(0.2)
+        for p in procs:  # both workers killed in cycle 2
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        killed_after = len(json.loads(_read(state))["cycles"])
+        procs = _start_workers(worker_args, logs, env)
+        _wait(procs, logs)
+        _wait([single], [single_log])
+    finally:
+        for p in [*procs, single]:
+            if p.poll() is None:
+                p.kill()
+    return {"single": os.path.join(single_dir, "sample-ADER"), "single_log": single_log,
+            "multi_root": multi_dir, "multi": os.path.join(multi_dir, "sample-ADER"),
+            "logs": logs, "scratch": scratch, "killed_after": killed_after}
+
+
+def _epochs(log: str) -> dict[int, tuple[int, float]]:
+    """(examples, first-step loss) of each cycle's first epoch in a run's log (last run wins)."""
+    return {int(c): (int(n), float(loss)) for c, n, loss in _EPOCH_LINE.findall(_read(log))}
+
+
+@pytest.mark.slow
+def test_two_workers_train_like_one_process(runs) -> None:
+    single, chief, other = (_epochs(p) for p in (runs["single_log"], *runs["logs"]))
+    assert set(single) == set(chief) == set(other) == {1, 2}
+    for cycle in (1, 2):
+        examples, loss = single[cycle]
+        assert chief[cycle][0] == other[cycle][0] == examples  # each row once, over both
+        # Same weights and rows; only float32 summation order differs (two partial sums).
+        assert chief[cycle][1] == pytest.approx(loss, rel=1e-5), cycle
+    one, two = metrics_rows(os.path.join(runs["single"], "metrics.csv")), metrics_rows(
+        os.path.join(runs["multi"], "metrics.csv"))
+    assert [r["cycle"] for r in two] == ["1", "2"]
+    for a, b in zip(one, two, strict=True):
+        for key in ("test_examples", "exemplars_kept", "best_epoch", "epochs_run"):
+            assert a[key] == b[key], key
+        for key in ("mrr20", "recall20", "mrr10", "recall10"):
+            # Ranks move only where two scores tie within float32 rounding: allow one of the
+            # 145 or 210 test examples to cross a cut-off (1/145 < 0.01).
+            assert float(b[key]) == pytest.approx(float(a[key]), abs=0.01), key
+    for cycle in (1, 2):  # the same exemplars as one process picks
+        with np.load(os.path.join(runs["single"], "exemplars", f"cycle_{cycle}.npz")) as a, \
+                np.load(os.path.join(runs["multi"], "exemplars", f"cycle_{cycle}.npz")) as b:
+            assert sorted(a.files) == sorted(b.files)
+            for name in a.files:
+                np.testing.assert_array_equal(a[name], b[name])
+
+
+@pytest.mark.slow
+def test_only_the_chief_writes(runs) -> None:
+    assert os.listdir(runs["multi_root"]) == ["sample-ADER"]
+    assert sorted(os.listdir(runs["multi"])) == sorted(os.listdir(runs["single"]))
+    # The other worker removed its scratch folder (TensorFlow's autograph files stay there).
+    assert [n for n in os.listdir(runs["scratch"]) if n.startswith("ader-")] == []
+
+
+@pytest.mark.slow
+def test_killed_workers_resume_at_the_first_unfinished_cycle(runs) -> None:
+    assert runs["killed_after"] == 1
+    for log in runs["logs"]:
+        text = _read(log)
+        assert "resuming after cycle 1" in text, text[-2000:]
+    assert "Resumed at cycle 2." in _read(os.path.join(runs["multi"], "Training_logs.txt"))
