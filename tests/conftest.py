@@ -77,3 +77,26 @@ def tiny_data_dir(tmp_path_factory) -> str:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def finished(tiny_data_dir, tmp_path_factory):
+    """``finished(name)``: the runner of a complete tiny run of ``METHOD_FLAGS[name]`` on the
+    sample, run once per session (tests only read it)."""
+    from ader_tf.continual.runner import ContinualRunner
+    from tests.helpers import METHOD_FLAGS, tiny_config
+
+    runners = {}
+
+    def get(name: str) -> ContinualRunner:
+        if name not in runners:
+            flags = METHOD_FLAGS[name]
+            export = not flags  # one method exports its SavedModels; the export has its tests
+            config = tiny_config(tiny_data_dir, tmp_path_factory.mktemp(name),
+                                 export_saved_models=export, **flags)
+            runners[name] = ContinualRunner(config)
+            runners[name].run()
+            runners[name].writer.flush()
+        return runners[name]
+
+    return get

@@ -110,6 +110,21 @@ TINY_SAMPLE = SampleConfig(num_periods=3, num_topics=6, always_on_topics=2, item
 TINY = dict(hidden_units=8, num_epochs=2, stop=1, batch_size=64, test_batch=64, maxlen=6,
             exemplar_size=60, ewc_sample_num=20, export_k=5, export_saved_models=False,
             progress=False)
+# The flags of each method's tiny run (the `finished` fixture runs each once per session).
+METHOD_FLAGS: dict[str, dict[str, Any]] = {
+    "ader": {},
+    "er": {"disable_distillation": True},
+    "ewc": {"ewc": True},
+    "finetune": {"finetune": True},
+    "dropout": {"dropout": True},
+    "joint": {"joint": True},
+    "lwf": {"method": "lwf"},
+    "agem": {"method": "agem"},
+    "mas": {"method": "mas"},
+    "derpp": {"method": "derpp", "derpp_top_k": 5},
+    "reservoir": {"method": "er", "selection": "reservoir"},
+    "sacaisr": {"method": "sacaisr"},
+}
 # Metric columns that a resumed run must reproduce exactly (all but the timings).
 RESULT_COLUMNS = ("cycle", "epochs_run", "best_epoch", "mrr20", "recall20", "mrr10", "recall10",
                   "test_examples", "lambda", "exemplars_kept")

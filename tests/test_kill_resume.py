@@ -4,7 +4,8 @@ Each kill runs in a child process (a small script written to tmp_path) that buil
 kills itself at a chosen (cycle, phase) through `ContinualRunner(on_phase=...)` and is then
 resumed here; the resumed run's metrics.csv must equal that of one uninterrupted run per
 method. Kills in cycle 2 start from a copy of the uninterrupted run's folder as cycle 1 left
-it, so each child only redoes part of cycle 2.
+it, so each child only redoes part of cycle 2. Cycle 2 brings new items, so its kills are
+kills of a cycle whose item tables grew.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import pytest
 from ader_tf.continual.runner import ContinualRunner, run
 from tests.conftest import REPO_ROOT
 from tests.helpers import TINY, metrics_rows, results, tiny_config
+
+# One xdist worker runs this module's tests: they share each method's uninterrupted run.
+pytestmark = pytest.mark.xdist_group("kill_resume")
 
 CHILD = '''
 import glob, json, os, signal, sys, threading
@@ -175,3 +179,6 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(
         log_text = f.read()
     assert log_text.count("Period 2:") == 1
     assert ("Resumed at cycle 2." in log_text) == (cycle == 2)
+    with open(os.path.join(root, "state.json")) as f:
+        items = [row["max_item"] for row in json.load(f)["cycles"]]
+    assert items[0] < items[1]  # cycle 2 grew the item tables

@@ -199,7 +199,7 @@ def test_a_distilling_method_asks_for_the_last_cycles_teacher_every_cycle(name, 
     ctx = dataclasses.replace(context(5), teacher=lambda: bigger)
     parts = method.objective(ctx).parts
     held = getattr(parts[1], "teacher", None) or getattr(parts[1], "reference", None)
-    assert held is bigger or getattr(method, "_screening").teacher is bigger
+    assert held is bigger or method._screening.teacher is bigger
 
 
 def test_ewc_replaces_its_fisher_and_mas_accumulates(tmp_path):

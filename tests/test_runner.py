@@ -16,9 +16,12 @@ from ader_tf.config import Config
 from ader_tf.continual.artifacts import RunStateError
 from ader_tf.continual.runner import ContinualRunner, TrainingDivergedError, run
 from ader_tf.evaluation import NonFiniteError
-from tests.helpers import TINY
+from tests.helpers import METHOD_FLAGS, TINY
 from tests.helpers import metrics_rows as _rows
 from tests.helpers import tiny_config as _config
+
+# One xdist worker runs this module's tests: they share the session's finished tiny runs.
+pytestmark = pytest.mark.xdist_group("tiny_runs")
 
 
 @pytest.fixture(scope="module")
@@ -29,39 +32,19 @@ def data_dir(tiny_data_dir):
 PLAIN = ("ce_loss",)
 # (flags, the objective's terms in cycle 2, keeps exemplars) of every method.
 METHODS = {
-    "ader": ({}, ("ce_loss", "kd_loss"), True),
-    "er": ({"disable_distillation": True}, ("ce_loss", "er_loss"), True),
-    "ewc": ({"ewc": True}, ("ce_loss", "ewc_loss"), True),
-    "finetune": ({"finetune": True}, PLAIN, False),
-    "dropout": ({"dropout": True}, PLAIN, False),
-    "joint": ({"joint": True}, PLAIN, False),
-    "lwf": ({"method": "lwf"}, ("ce_loss", "kd_loss"), False),
-    "agem": ({"method": "agem"}, ("ce_loss",), True),
-    "mas": ({"method": "mas"}, ("ce_loss", "mas_loss"), False),
-    "derpp": ({"method": "derpp", "derpp_top_k": 5}, ("ce_loss", "der_loss", "er_loss"), True),
-    "reservoir": ({"method": "er", "selection": "reservoir"}, ("ce_loss", "er_loss"), True),
-    "sacaisr": ({"method": "sacaisr"}, ("ce_loss", "nce_loss"), False),
+    "ader": (METHOD_FLAGS["ader"], ("ce_loss", "kd_loss"), True),
+    "er": (METHOD_FLAGS["er"], ("ce_loss", "er_loss"), True),
+    "ewc": (METHOD_FLAGS["ewc"], ("ce_loss", "ewc_loss"), True),
+    "finetune": (METHOD_FLAGS["finetune"], PLAIN, False),
+    "dropout": (METHOD_FLAGS["dropout"], PLAIN, False),
+    "joint": (METHOD_FLAGS["joint"], PLAIN, False),
+    "lwf": (METHOD_FLAGS["lwf"], ("ce_loss", "kd_loss"), False),
+    "agem": (METHOD_FLAGS["agem"], ("ce_loss",), True),
+    "mas": (METHOD_FLAGS["mas"], ("ce_loss", "mas_loss"), False),
+    "derpp": (METHOD_FLAGS["derpp"], ("ce_loss", "der_loss", "er_loss"), True),
+    "reservoir": (METHOD_FLAGS["reservoir"], ("ce_loss", "er_loss"), True),
+    "sacaisr": (METHOD_FLAGS["sacaisr"], ("ce_loss", "nce_loss"), False),
 }
-
-
-@pytest.fixture(scope="module")
-def finished(data_dir, tmp_path_factory):
-    """``finished(name)``: the runner of a complete run of ``METHODS[name]``, run once per
-    module (the tests below only read it)."""
-    runners = {}
-
-    def get(name: str) -> ContinualRunner:
-        if name not in runners:
-            flags = METHODS[name][0]
-            export = not flags  # one method exports its SavedModels; the export has its tests
-            config = _config(data_dir, tmp_path_factory.mktemp(name),
-                             export_saved_models=export, **flags)
-            runners[name] = ContinualRunner(config)
-            runners[name].run()
-            runners[name].writer.flush()
-        return runners[name]
-
-    return get
 
 
 def _scalars(root: str) -> dict[str, list[float]]:
@@ -200,7 +183,7 @@ def test_mismatched_run_is_reported(data_dir, tmp_path):
 
 def test_non_finite_loss_stops_the_run(data_dir, tmp_path, monkeypatch):
     runner = ContinualRunner(_config(data_dir, tmp_path, cycles=1))
-    runner._fresh_model(1)
+    runner._fresh_model(1, runner.data.cycle(1).max_item)
 
     class History:
         history = {"loss": [float("nan")]}
@@ -216,11 +199,12 @@ def _last_good_checkpoint(message: str) -> str:
 
 
 def test_scores_that_diverge_in_validation_stop_the_run(data_dir, tmp_path):
-    """A real divergence: one batch per epoch at a learning rate of 1e6. Epoch 1's loss is
-    measured before its one update, so it is finite; the update breaks the weights, and the
-    validation of epoch 1 (finite) or 2 (NaN scores) sees it. Before the check, NaN scores
+    """A real divergence: one batch per epoch at a learning rate of 7e5. Epoch 1's loss is
+    measured before its one update, so it is finite; the updates break the weights, and the
+    validation of epoch 1 is still finite, that of epoch 2 has NaN scores (at 1e6 already
+    epoch 1's has; at 5e5 epoch 3's). Before the check, NaN scores
     ranked every target first: a Recall@20 near 1 that early stopping kept as the best."""
-    config = _config(data_dir, tmp_path, finetune=True, lr=1e6, batch_size=512, num_epochs=3,
+    config = _config(data_dir, tmp_path, finetune=True, lr=7e5, batch_size=512, num_epochs=3,
                      stop=3, cycles=1)
     with pytest.raises(TrainingDivergedError) as raised:
         run(config)
@@ -259,7 +243,7 @@ def test_non_finite_model_outputs_stop_exemplar_selection(data_dir, tmp_path, se
     and so is every row's loss (item 3 is scored in every row).
     """
     runner = ContinualRunner(_config(data_dir, tmp_path, selection=selection, cycles=1))
-    runner._fresh_model(1)
+    runner._fresh_model(1, runner.data.cycle(1).max_item)
     data = runner.data.cycle(1)
     runner.model.set_max_item(data.max_item)
     table = runner.model.encoder.item_embeddings

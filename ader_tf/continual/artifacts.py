@@ -87,21 +87,54 @@ def check_weights_stored(layer: Any, prefix: str) -> None:
     Compares values rather than names: a Keras 3 model's checkpoint stores the weights of its
     sublayers (the encoder's attention blocks) under the optimizer's variable list, not under
     the layer's own path, so a read that matched every object it found can still leave those
-    weights at their initial values without an error.
+    weights at their initial values without an error. An item table that has grown since the
+    checkpoint was written (more rows, see `grow_items`) must begin with a stored table.
     """
     reader = tf.train.load_checkpoint(prefix)
-    wanted = {tuple(weight.shape) for weight in layer.weights}
-    by_shape: dict[tuple, list[np.ndarray]] = {}  # each stored tensor read once
-    for name, shape in reader.get_variable_to_shape_map().items():
-        if name.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and tuple(shape) in wanted:
-            by_shape.setdefault(tuple(shape), []).append(reader.get_tensor(name))
+    stored = [(tuple(shape), name) for name, shape in reader.get_variable_to_shape_map().items()
+              if name.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and shape]
+    cache: dict[str, np.ndarray] = {}  # each stored tensor read once
+
+    def read(name: str) -> np.ndarray:
+        if name not in cache:
+            cache[name] = reader.get_tensor(name)
+        return cache[name]
+
     missing = []
     for weight in layer.weights:
         value = keras.ops.convert_to_numpy(weight)
-        if not any(np.array_equal(stored, value) for stored in by_shape.get(value.shape, [])):
+        if value.ndim == 0:
+            continue  # counters and seeds, not learned weights
+        same = [name for shape, name in stored if shape == value.shape]
+        prefixes = [name for shape, name in stored if value.ndim == 2 and len(shape) == 2
+                    and shape[1] == value.shape[1] and shape[0] < value.shape[0]]
+        if not any(np.array_equal(read(n), value) for n in same) and not any(
+            np.array_equal(read(n), value[: read(n).shape[0]]) for n in prefixes
+        ):
             missing.append(weight.path)
     if missing:
         raise AssertionError(f"{len(missing)} weights differ from the checkpoint: {missing[:3]}")
+
+
+def checkpoint_prefix(paths: RunPaths, cycle: int, epoch: int) -> str:
+    """The prefix of the checkpoint of ``cycle``'s ``epoch``; RunStateError if it is missing."""
+    prefix = os.path.join(paths.cycle_checkpoint_dir(cycle), f"epoch_{epoch}", "ckpt")
+    if not os.path.isfile(prefix + ".index"):
+        raise RunStateError(f"{prefix}.index: checkpoint of cycle {cycle} is missing")
+    return prefix
+
+
+def stored_item_count(prefix: str) -> int:
+    """The item count (rows - 1) of the item table in the checkpoint at ``prefix``."""
+    try:
+        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError) as e:  # a truncated or overwritten file
+        problem = one_line(str(e).split("\n", 1)[0])
+        raise RunStateError(f"{prefix}: checkpoint is damaged ({problem})") from e
+    shape = shapes.get("model/encoder/item_embeddings/.ATTRIBUTES/VARIABLE_VALUE")
+    if not shape:
+        raise RunStateError(f"{prefix}: the checkpoint holds no item table")
+    return int(shape[0]) - 1
 
 
 class CheckpointKeeper:
@@ -132,10 +165,7 @@ class CheckpointKeeper:
         return os.path.join(final, "ckpt")
 
     def prefix(self, cycle: int, epoch: int) -> str:
-        prefix = os.path.join(self.paths.cycle_checkpoint_dir(cycle), f"epoch_{epoch}", "ckpt")
-        if not os.path.isfile(prefix + ".index"):
-            raise RunStateError(f"{prefix}.index: checkpoint of cycle {cycle} is missing")
-        return prefix
+        return checkpoint_prefix(self.paths, cycle, epoch)
 
     def restore(self, cycle: int, epoch: int) -> str:
         """Restores model and optimizer from the best epoch of ``cycle``, checked value by value."""

@@ -45,6 +45,30 @@ class ImportanceState:
         if shapes != own:
             raise ValueError(f"importance is for variable shapes {own}, the model has {shapes}.")
 
+    def fit_to(self, variables: Sequence[Any]) -> ImportanceState:
+        """This state for `variables` whose item tables may have grown since it was measured.
+
+        A grown table's new rows get importance zero (nothing was measured on them, so the
+        penalty leaves them free) and the variable's current values as anchor.
+
+        Raises:
+            ValueError: If a shape differs other than by added rows.
+        """
+        importance, anchor = [], []
+        for variable, imp, anc in zip(variables, self.importance, self.anchor, strict=True):
+            shape = tuple(variable.shape)
+            if tuple(imp.shape) != shape:
+                if imp.shape[1:] != shape[1:] or imp.shape[0] > shape[0]:
+                    raise ValueError(
+                        f"importance is for shape {tuple(imp.shape)}, the variable has {shape}."
+                    )
+                extra = shape[0] - imp.shape[0]
+                imp = tf.concat([imp, tf.zeros((extra, *shape[1:]), imp.dtype)], 0)
+                anc = tf.concat([anc, tf.convert_to_tensor(variable)[-extra:]], 0)
+            importance.append(imp)
+            anchor.append(anc)
+        return ImportanceState(tuple(importance), tuple(anchor), self.num_examples)
+
     def save(self, path: str) -> None:
         """Writes the state to a `.npz` file and its checksum to the `.json` beside it."""
         arrays = {f"fisher_{i}": np.asarray(f) for i, f in enumerate(self.importance)}

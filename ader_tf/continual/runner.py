@@ -32,6 +32,8 @@ from ader_tf.continual.artifacts import (
     RunStateError,
     cannot_resume,
     check_weights_stored,
+    checkpoint_prefix,
+    stored_item_count,
     write_metrics_csv,
 )
 from ader_tf.continual.methods import CycleContext, Method, make_method
@@ -68,13 +70,26 @@ class TrainingDivergedError(RuntimeError):
 # === Model construction ===
 
 
-def build_encoder(config: Config, num_items: int, dropout_rate: float, seed: int) -> Any:
-    """The ``--model`` backbone for ``num_items`` items (a neural model; see KNN_MODELS)."""
+# The original sized its item table to every item of the whole dataset, future periods
+# included, and TF1's Glorot limit follows the table's size. Our tables grow with the items
+# seen so far; on the paper's two datasets their rows keep the limit of the original's table
+# (its row count minus the padding row, i.e. the largest id over all 17 period files), so the
+# paper's numbers do not move. Any other data keeps the limit of its first cycle's table.
+ORIGINAL_TABLE_ITEMS = {"DIGINETICA": 43136, "YOOCHOOSE": 25958}
+
+
+def build_encoder(config: Config, num_items: int, dropout_rate: float, seed: int,
+                  init_items: int | None = None) -> Any:
+    """The ``--model`` backbone for ``num_items`` items (a neural model; see KNN_MODELS).
+
+    ``init_items`` fixes the initialiser's scale of the item rows (see `SessionEncoder`).
+    """
     if config.model == "sasrec":
         from ader_tf.models.sasrec import SASRecEncoder
 
         return SASRecEncoder(
             num_items=num_items,
+            init_items=init_items,
             hidden_units=config.hidden_units,
             maxlen=config.maxlen,
             num_blocks=config.num_blocks,
@@ -89,6 +104,7 @@ def build_encoder(config: Config, num_items: int, dropout_rate: float, seed: int
 
         return GRU4RecEncoder(
             num_items=num_items,
+            init_items=init_items,
             hidden_units=config.hidden_units,
             num_layers=config.gru4rec_layers,
             dropout_rate=dropout_rate,
@@ -100,6 +116,7 @@ def build_encoder(config: Config, num_items: int, dropout_rate: float, seed: int
 
         return STAMPEncoder(
             num_items=num_items,
+            init_items=init_items,
             hidden_units=config.hidden_units,
             attention=config.model == "stamp",
             maxlen=config.maxlen,
@@ -110,11 +127,12 @@ def build_encoder(config: Config, num_items: int, dropout_rate: float, seed: int
     raise ValueError(f"--model={config.model} has no neural encoder")
 
 
-def build_model(config: Config, num_items: int, dropout_rate: float, seed: int) -> Any:
+def build_model(config: Config, num_items: int, dropout_rate: float, seed: int,
+                init_items: int | None = None) -> Any:
     """A compiled recommender around the ``--model`` backbone, optimizer slots built."""
     from ader_tf.models.recommender import SessionRecommender, make_optimizer
 
-    model = SessionRecommender(build_encoder(config, num_items, dropout_rate, seed))
+    model = SessionRecommender(build_encoder(config, num_items, dropout_rate, seed, init_items))
     model.compile(optimizer=make_optimizer(config.lr))
     model.build_all(config.maxlen)
     return model
@@ -182,9 +200,6 @@ class ContinualRunner:
             self.period_dir, maxlen=config.maxlen, valid_portion=config.valid_portion,
             seed=config.random_seed,
         )
-        self.num_items = max(
-            int(self.data.sessions(p).items.max()) for p in range(len(self.data.period_files))
-        )
         self.num_cycles = self.data.num_cycles
         if config.cycles:
             self.num_cycles = min(config.cycles, self.num_cycles)
@@ -202,17 +217,46 @@ class ContinualRunner:
     def _seed(self, cycle: int, salt: int = 0) -> int:
         return int(np.random.default_rng([self.config.random_seed, cycle, salt]).integers(2**31))
 
-    def _fresh_model(self, cycle: int) -> None:
+    def _init_items(self, first_cycle_items: int) -> int:
+        """The item count whose Glorot limit initialises every item row of this run."""
+        if self.config.dataset in ORIGINAL_TABLE_ITEMS:
+            return ORIGINAL_TABLE_ITEMS[self.config.dataset]
+        if self.state.cycles:
+            return int(self.state.cycles[0]["max_item"])
+        return first_cycle_items
+
+    def _fresh_model(self, cycle: int, num_items: int, lineage: int | None = None) -> None:
+        """A new model with item tables for ``num_items`` items, seeded for ``cycle``.
+
+        ``lineage``: the cycle whose fresh start the model continues (default ``cycle``). A
+        resumed model is built with that cycle's encoder seed, so the rows it adds when its
+        tables grow are those an uninterrupted run adds.
+        """
         keras.utils.set_random_seed(self._seed(cycle, 1))
         with self.strategy.scope():
             self.model = build_model(
-                self.config, self.num_items, self.method.dropout_rate, self._seed(cycle, 2)
+                self.config, num_items, self.method.dropout_rate,
+                self._seed(lineage or cycle, 2), self._init_items(num_items),
             )
+        self._keep_checkpoints_of(self.model)
+
+    def _keep_checkpoints_of(self, model: Any) -> None:
         self.keeper = CheckpointKeeper(
             self.paths,
-            tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer),
-            checked=self.model.encoder,
+            tf.train.Checkpoint(model=model, optimizer=model.optimizer),
+            checked=model.encoder,
         )
+
+    def _grow(self, cycle: int, num_items: int) -> None:
+        """Gives the model rows for the items that ``cycle`` brings (weights and optimizer
+        state carried over; see `grow_items`)."""
+        from ader_tf.models.growth import grow_items
+
+        before = self.model.encoder.num_items
+        with self.strategy.scope():
+            self.model = grow_items(self.model, num_items)
+        self._keep_checkpoints_of(self.model)
+        log.info("cycle %d: item tables grown from %d to %d items", cycle, before, num_items)
 
     def _teacher(self, cycle: int, epoch: int, max_item: int) -> Any:
         """The frozen model of a finished cycle: the student as it starts the next one.
@@ -243,8 +287,13 @@ class ContinualRunner:
             self.exemplars = self._load_exemplars(cycle, int(last["max_item"]))
         if self.is_knn:  # nothing trained: only the exemplars carry over
             return cycle + 1
-        self._fresh_model(cycle)
-        self.keeper.restore(cycle, int(last["best_epoch"]))
+        epoch = int(last["best_epoch"])
+        lineage = cycle if self.method.retrains_from_scratch else 1
+        # Runs made before tables grew hold tables for every item of the period files then
+        # present: they resume at that size.
+        items = stored_item_count(checkpoint_prefix(self.paths, cycle, epoch))
+        self._fresh_model(cycle, items, lineage)
+        self.keeper.restore(cycle, epoch)
         self.model.set_max_item(int(last["max_item"]))
         self.method.restore(self._context(cycle, None, previous=None))
         return cycle + 1
@@ -453,7 +502,9 @@ class ContinualRunner:
             log.info("cycle %d: session-parallel training on %d sessions, %d validation "
                      "examples from held-out sessions", cycle, len(sessions), len(valid))
         if self.model is None or self.method.retrains_from_scratch:
-            self._fresh_model(cycle)
+            self._fresh_model(cycle, data.max_item)
+        elif data.max_item > self.model.encoder.num_items:
+            self._grow(cycle, data.max_item)
         self.model.set_max_item(data.max_item)
         self.model.reseed_dropout(self._seed(cycle, 5))
         lam = self._set_objective(cycle, data, prev)

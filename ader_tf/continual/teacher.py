@@ -18,15 +18,15 @@ def frozen_teacher(
     Args:
         student: The model whose weights the teacher takes (its best epoch, restored).
         max_item: The items the teacher scores (those known when it was trained).
-        reuse: A teacher from an earlier call to refill. One teacher object per run: a new
-            object every cycle would retrace the training step that calls it, and keep the
-            old graphs (with the tables they capture) alive.
+        reuse: A teacher from an earlier call to refill. One teacher object while the item
+            tables keep their size: a new object would retrace the training step that calls
+            it. When the student's tables have grown, a new teacher of their size is made.
 
     Returns:
-        The teacher (``reuse`` itself when given), not trainable.
+        The teacher (``reuse`` itself when its tables have the student's size), not trainable.
     """
     teacher = reuse
-    if teacher is None:
+    if teacher is None or teacher.encoder.num_items != student.encoder.num_items:
         encoder = type(student.encoder).from_config(student.encoder.get_config())
         teacher = SessionRecommender(encoder)
         teacher.build_all()

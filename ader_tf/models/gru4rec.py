@@ -48,6 +48,8 @@ class GRU4RecEncoder(SessionEncoder):
             `dropout_p_embed`).
         maxlen: Number of last clicks `call` reads.
         seed: Base seed for initialisers and dropout (None: not seeded).
+        init_items: The item count whose Glorot limit initialises item rows (None: `num_items`;
+            see `SessionEncoder`).
         **kwargs: Forwarded to `keras.layers.Layer`.
     """
 
@@ -60,6 +62,7 @@ class GRU4RecEncoder(SessionEncoder):
         embedding_dropout: float = 0.0,
         maxlen: int = 50,
         seed: int | None = None,
+        init_items: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -68,6 +71,7 @@ class GRU4RecEncoder(SessionEncoder):
             maxlen=maxlen,
             dropout_rate=dropout_rate,
             seed=seed,
+            init_items=init_items,
             **kwargs,
         )
         check_count("num_layers", num_layers)
@@ -101,12 +105,12 @@ class GRU4RecEncoder(SessionEncoder):
         self.input_embeddings = self.add_weight(
             name="input_embeddings",
             shape=(self.num_items + 1, d),
-            initializer=keras.initializers.GlorotUniform(seeded(self.seed, 0)),
+            initializer=self.item_table_initializer(0),
         )
         self.item_embeddings = self.add_weight(
             name="item_embeddings",
             shape=(self.num_items + 1, d),
-            initializer=keras.initializers.GlorotUniform(seeded(self.seed, 1)),
+            initializer=self.item_table_initializer(1),
         )
         self.kernels, self.recurrent_kernels, self.biases = [], [], []
         for i in range(self.num_layers):
@@ -172,6 +176,10 @@ class GRU4RecEncoder(SessionEncoder):
             x = self.hidden_dropouts[i](x, training=training)
             new_states.append(x)
         return x, new_states
+
+    def item_tables(self) -> list[keras.Variable]:
+        """Both tables have a row per item: the input embeddings and the output table."""
+        return [self.input_embeddings, self.item_embeddings]
 
     def call(self, item_ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         # Leading all-padding columns would leave every state at zero: dropping them is exact.

@@ -58,9 +58,10 @@ def penalty_objective(
     cross_entropy: CrossEntropy, state: ImportanceState | None, weight: float,
     ctx: CycleContext, name: str,
 ) -> Objective:
-    """Cross-entropy plus the importance penalty of ``state`` (checked against the model)."""
+    """Cross-entropy plus the importance penalty of ``state``, fitted to the model's item
+    tables if they have grown (new rows are not penalised)."""
     if state is None:
         raise ValueError(f"cycle {ctx.cycle}: no importance state from the previous cycle")
-    state.check_matches(ctx.model.trainable_variables)
+    state = state.fit_to(ctx.model.trainable_variables)
     penalty = ImportancePenalty(state.importance, state.anchor, weight, name=name)
     return combine(cross_entropy, penalty)

@@ -35,7 +35,8 @@ class MAS(Method):
     def after_cycle(self, ctx: CycleContext) -> None:
         sample = importance_sample(ctx.data.train, self.config, ctx.cycle)
         newer = compute_mas_importance(ctx.model, sample.inputs, batch_size=50)
-        self.state = newer if self.state is None else self.state.accumulate(newer)
+        self.state = newer if self.state is None else (
+            self.state.fit_to(ctx.model.trainable_variables).accumulate(newer))
         self.state.save(ctx.state_path(ctx.cycle, "mas"))
 
     def restore(self, ctx: CycleContext) -> None:

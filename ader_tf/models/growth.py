@@ -1,0 +1,70 @@
+"""Growing a recommender's item tables when new items arrive, keeping everything it learned."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from ader_tf.models.recommender import SessionRecommender
+
+
+def grow_items(model: SessionRecommender, num_items: int) -> SessionRecommender:
+    """A copy of ``model`` whose item tables have ``num_items + 1`` rows.
+
+    Keras variables cannot change shape, so the copy is a new model of the same encoder
+    config with the larger ``num_items``: every weight is copied, the item tables' old rows
+    included; the new rows keep the values the encoder's initialiser gives them, which are
+    the values a table made at the larger size would hold (see `ItemRowsGlorotUniform`).
+    The optimizer is rebuilt from its config and every slot is copied, the item tables'
+    slots padded with zeros (a new row has no past gradient); its step count carries over.
+    Call it inside the strategy scope the model was made in.
+
+    Args:
+        model: A built recommender (compiled, if its optimizer state is to carry over).
+        num_items: The new largest item id, at least the current one.
+
+    Returns:
+        ``model`` itself if its tables already have ``num_items + 1`` rows, else the copy.
+
+    Raises:
+        ValueError: If ``num_items`` is smaller than the model's, or the copy's variables do
+            not line up with the model's (which would be a bug in an encoder's `build`).
+    """
+    old_items = model.encoder.num_items
+    if num_items < old_items:
+        raise ValueError(f"cannot shrink the item tables from {old_items} to {num_items} items")
+    if num_items == old_items:
+        return model
+    config = dict(model.encoder.get_config(), num_items=int(num_items))
+    config.pop("name", None)  # a fresh layer name: two live layers may not share one
+    grown = SessionRecommender(type(model.encoder).from_config(config))
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        grown.compile(optimizer=type(optimizer).from_config(optimizer.get_config()))
+    grown.build_all(model.encoder.maxlen)
+    _copy_padded(model.variables, grown.variables, new_rows="initial")
+    if optimizer is not None:
+        _copy_padded(optimizer.variables, grown.optimizer.variables, new_rows="zeros")
+    grown.set_max_item(model.max_item)
+    return grown
+
+
+def _copy_padded(sources: list[Any], targets: list[Any], new_rows: str) -> None:
+    """Assigns each source to its target; a target with more rows keeps its extra rows
+    (``new_rows="initial"``) or gets zeros there (``"zeros"``)."""
+    if len(sources) != len(targets):
+        raise ValueError(f"{len(sources)} variables to copy into {len(targets)}")
+    for source, target in zip(sources, targets, strict=True):
+        value = keras.ops.convert_to_numpy(source)
+        shape = tuple(target.shape)
+        if value.shape != shape:
+            if value.shape[1:] != shape[1:] or value.shape[0] > shape[0]:
+                raise ValueError(
+                    f"cannot copy {source.path} {value.shape} into {target.path} {shape}"
+                )
+            tail = (keras.ops.convert_to_numpy(target)[value.shape[0]:] if new_rows == "initial"
+                    else np.zeros((shape[0] - value.shape[0], *shape[1:]), value.dtype))
+            value = np.concatenate([value, tail])
+        target.assign(value)
