@@ -26,5 +26,5 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "ruff", "hypothesis"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "ruff", "hypothesis"]},
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import glob
 import json
 import os
 import platform
@@ -358,6 +359,72 @@ def main_table() -> str:
     return "\n".join(lines)
 
 
+# Methods that train with a frozen copy of the previous cycle's model beside the student.
+TEACHER_METHODS = {"ader", "ader_equal", "ader_fix", "lwf", "sacaisr"}
+
+
+def ndcg20(method: str, seed: str) -> str:
+    """Mean NDCG@20 (percent) over the cycles a table reads, or "-" for runs without it."""
+    path = os.path.join(run_dir(method, seed), "metrics.csv")
+    cycles = completed(method, seed)
+    with open(path, newline="") as f:
+        values = [float(r["ndcg20"]) for r in csv.DictReader(f)
+                  if int(r["cycle"]) in cycles and r.get("ndcg20")]
+    return f"{100 * np.mean(values):.2f}" if values and len(values) == len(cycles) else "-"
+
+
+def cpu_minutes(method: str, seed: str) -> str:
+    """CPU minutes of the run's timed processes (when they ran exactly the table's cycles)."""
+    folder = run_dir(method, seed)
+    total = cycles_done(folder)
+    spans = process_spans(folder, total)
+    if (FLAGS.cycles and total > FLAGS.cycles) or not whole_run_timing(spans, total) or not all(
+            "cpu_seconds" in t for _, _, t in spans):
+        return "-"
+    return f"{sum(t['cpu_seconds'] for _, _, t in spans) / 60:.1f} min"
+
+
+def kept_between_cycles(method: str, seed: str) -> str:
+    """What a run keeps after its last cycle (in the table) for the next one, beyond the model
+    and its optimizer state, which every method keeps: exemplars and the method's own files
+    (importance, stored scores) on disk; the teacher, a frozen copy of the model's weights,
+    is rebuilt from the model's checkpoint (its size: a third of the checkpoint, which also
+    holds Adam's two moments); Joint keeps every past period."""
+    folder = run_dir(method, seed)
+    last = max(completed(method, seed))
+    files = glob.glob(os.path.join(folder, "*", f"cycle_{last}.*"))
+    files = [f for f in files if os.sep + "checkpoints" + os.sep not in f]
+    parts = [f"{sum(os.path.getsize(f) for f in files) / 2**20:.1f} MB of files"]
+    if method in TEACHER_METHODS:
+        data = glob.glob(os.path.join(folder, "checkpoints", f"cycle_{last}", "*", "ckpt.data-*"))
+        if data:
+            parts.append(f"teacher {os.path.getsize(data[0]) / 3 / 2**20:.1f} MB")
+    if method == "joint":
+        periods = [os.path.join(FLAGS.data_dir, FLAGS.dataset, f"period_{p}.txt")
+                   for p in range(last)]
+        size = sum(os.path.getsize(p) for p in periods if os.path.isfile(p))
+        parts.append(f"all past periods ({size / 2**20:.1f} MB of period files)")
+    return " + ".join(parts)
+
+
+def cost_table() -> str:
+    """Per method: NDCG@20, CPU and wall time, peak RSS and what it keeps between cycles."""
+    lines = ["| method | cycles | NDCG@20 | CPU time | wall time | peak RSS | kept for the next "
+             "cycle |", "|---" * 7 + "|"]
+    for method in FLAGS.methods:
+        for seed, run in seed_runs(method).items():
+            minutes, how, rss = run_time(method, seed)
+            lines.append(
+                f"| {label(method, seed)} | {min(run)}-{max(run)} | {ndcg20(method, seed)} "
+                f"| {cpu_minutes(method, seed)} | {how} {minutes:.1f} min | {rss} "
+                f"| {kept_between_cycles(method, seed)} |".replace("|  ", "| ")
+            )
+    lines += ["", "CPU time is user + system time of the run's processes: on a shared machine "
+              "it moves less than wall time, which other jobs stretch. Kept for the next cycle: "
+              "beyond the model and its optimizer state (every method keeps those)."]
+    return "\n".join(lines)
+
+
 def run_time(method: str, seed: str, model: str = "sasrec") -> tuple[float, str, str]:
     """(minutes, how they were counted, peak RSS) of the cycles a table reads from a run.
 
@@ -567,6 +634,8 @@ def main(argv: list[str]) -> None:
         os.makedirs(figures, exist_ok=True)
         plot(os.path.join(figures, f"{name}.png"))
         parts += [main_table(), "", per_cycle_table(), "", f"![{name}]({plot_name})", ""]
+        if len(FLAGS.methods) > 1:
+            parts += [cost_table(), ""]
         if len(FLAGS.methods) == 1:
             parts += [cycle_timing_table(), ""]
     write_section(name, "\n".join(parts))

@@ -26,6 +26,9 @@ from ader_tf.io_utils import DamagedFileError, load_checked_npz, save_checked_np
 from tests.conftest import REPO_ROOT
 from tests.helpers import TINY, tiny_config
 
+# One xdist worker runs this module's tests: they share one finished run.
+pytestmark = pytest.mark.xdist_group("damaged_state")
+
 # === Ways to damage a file ===
 
 

@@ -15,6 +15,9 @@ from ader_tf.export import export_saved_model
 from tests.helpers import left_padded, randomize
 from tests.helpers import tiny_sasrec_model as tiny_model
 
+# One xdist worker runs this module's tests: they share one exported model.
+pytestmark = pytest.mark.xdist_group("export")
+
 # Runs in a fresh interpreter: loads the SavedModel with TensorFlow alone.
 _LOADER = """
 import json, sys

@@ -13,9 +13,11 @@ from ader_tf.continual.runner import ContinualRunner, run
 from tests.helpers import METHOD_FLAGS, results
 from tests.helpers import tiny_config as _config
 
-# ADER (teacher, exemplars), EWC (importance), SA-CAISR (a teacher that scores new items),
-# Joint (a fresh model every cycle).
-METHODS = ("ader", "ewc", "sacaisr", "joint")
+# One xdist worker runs this module's tests: they share the session's finished tiny runs.
+pytestmark = pytest.mark.xdist_group("tiny_runs")
+
+# ADER (teacher, exemplars), EWC (importance), SA-CAISR (a teacher that scores new items).
+METHODS = ("ader", "ewc", "sacaisr")
 
 
 def _stream(tiny_data_dir: str, root, periods: int) -> str:

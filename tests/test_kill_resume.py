@@ -23,6 +23,9 @@ from ader_tf.continual.runner import ContinualRunner, run
 from tests.conftest import REPO_ROOT
 from tests.helpers import TINY, metrics_rows, results, tiny_config
 
+# One xdist worker runs this module's tests: they share each method's uninterrupted run.
+pytestmark = pytest.mark.xdist_group("kill_resume")
+
 CHILD = '''
 import glob, json, os, signal, sys, threading
 sys.path.insert(0, {repo!r})

@@ -74,3 +74,27 @@ def test_one_seed_keeps_the_plain_method_names(tmp_path):
         rows = reproduce.main_table()
         assert _cells(rows, "ader")[:2] == ["1-2", "51.00"]
         assert "mean of seeds" not in rows
+
+
+def test_the_cost_table_reads_ndcg_cpu_time_and_what_the_last_cycle_kept(tmp_path):
+    _run(tmp_path, "0", [0.50, 0.52])
+    folder = tmp_path / "DIGINETICA-ader-seed0"
+    with open(folder / "metrics.csv") as f:
+        lines = f.read().splitlines()
+    lines = [lines[0] + ",ndcg20"] + [line + f",{v}" for line, v in zip(lines[1:], (0.2, 0.3))]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    timing = json.loads((folder / "timing.json").read_text())
+    (folder / "timing.json").write_text(json.dumps([dict(timing[0], cpu_seconds=900)]))
+    (folder / "exemplars").mkdir()
+    (folder / "exemplars" / "cycle_1.npz").write_bytes(b"x" * 2**20)  # not the last cycle's
+    (folder / "exemplars" / "cycle_2.npz").write_bytes(b"x" * 2**21)
+    (folder / "ewc").mkdir()
+    (folder / "ewc" / "cycle_2.npz").write_bytes(b"x" * 2**20)
+    best = folder / "checkpoints" / "cycle_2" / "epoch_3"
+    best.mkdir(parents=True)
+    (best / "ckpt.data-00000-of-00001").write_bytes(b"x" * 3 * 2**20)  # weights + 2 moments
+    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
+                             seeds=["0"], cycles=0):
+        assert _cells(reproduce.cost_table(), "ader") == [
+            "1-2", "25.00", "15.0 min", "10.0 min", "2.00 GB",
+            "3.0 MB of files + teacher 1.0 MB"]

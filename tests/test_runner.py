@@ -20,6 +20,9 @@ from tests.helpers import METHOD_FLAGS, TINY
 from tests.helpers import metrics_rows as _rows
 from tests.helpers import tiny_config as _config
 
+# One xdist worker runs this module's tests: they share the session's finished tiny runs.
+pytestmark = pytest.mark.xdist_group("tiny_runs")
+
 
 @pytest.fixture(scope="module")
 def data_dir(tiny_data_dir):
@@ -240,7 +243,7 @@ def test_non_finite_model_outputs_stop_exemplar_selection(data_dir, tmp_path, se
     and so is every row's loss (item 3 is scored in every row).
     """
     runner = ContinualRunner(_config(data_dir, tmp_path, selection=selection, cycles=1))
-    runner._fresh_model(1)
+    runner._fresh_model(1, runner.data.cycle(1).max_item)
     data = runner.data.cycle(1)
     runner.model.set_max_item(data.max_item)
     table = runner.model.encoder.item_embeddings

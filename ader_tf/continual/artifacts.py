@@ -128,8 +128,9 @@ def stored_item_count(prefix: str) -> int:
     """The item count (rows - 1) of the item table in the checkpoint at ``prefix``."""
     try:
         shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    except (tf.errors.OpError, ValueError) as e:
-        raise RunStateError(f"{prefix}: cannot read the checkpoint ({one_line(e)})") from e
+    except (tf.errors.OpError, ValueError) as e:  # a truncated or overwritten file
+        problem = one_line(str(e).split("\n", 1)[0])
+        raise RunStateError(f"{prefix}: checkpoint is damaged ({problem})") from e
     shape = shapes.get("model/encoder/item_embeddings/.ATTRIBUTES/VARIABLE_VALUE")
     if not shape:
         raise RunStateError(f"{prefix}: the checkpoint holds no item table")

@@ -48,6 +48,8 @@ class GRU4RecEncoder(SessionEncoder):
             `dropout_p_embed`).
         maxlen: Number of last clicks `call` reads.
         seed: Base seed for initialisers and dropout (None: not seeded).
+        init_items: The item count whose Glorot limit initialises item rows (None: `num_items`;
+            see `SessionEncoder`).
         **kwargs: Forwarded to `keras.layers.Layer`.
     """
 
@@ -60,6 +62,7 @@ class GRU4RecEncoder(SessionEncoder):
         embedding_dropout: float = 0.0,
         maxlen: int = 50,
         seed: int | None = None,
+        init_items: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -68,6 +71,7 @@ class GRU4RecEncoder(SessionEncoder):
             maxlen=maxlen,
             dropout_rate=dropout_rate,
             seed=seed,
+            init_items=init_items,
             **kwargs,
         )
         check_count("num_layers", num_layers)

@@ -45,6 +45,8 @@ class SASRecEncoder(SessionEncoder):
         l2_emb: L2 weight on both embedding tables, added to `self.losses`. (The reference
             declares this regulariser but never adds it to its loss; the default 0 matches it.)
         seed: Base seed for initialisers and dropout (None: not seeded).
+        init_items: The item count whose Glorot limit initialises item rows (None: `num_items`;
+            see `SessionEncoder`).
         trim_padding: Drop all-padding leading columns of each batch before the blocks (same
             result, less work). Turn off where static shapes are needed (XLA).
         length_groups: With trimming, encode the batch as this many groups of rows sorted by
@@ -66,6 +68,7 @@ class SASRecEncoder(SessionEncoder):
         trim_padding: bool = True,
         length_groups: int = 4,
         tied_dropout: bool = True,
+        init_items: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -74,6 +77,7 @@ class SASRecEncoder(SessionEncoder):
             maxlen=maxlen,
             dropout_rate=dropout_rate,
             seed=seed,
+            init_items=init_items,
             **kwargs,
         )
         check_count("num_heads", num_heads)

@@ -56,6 +56,8 @@ class STAMPEncoder(SessionEncoder):
         maxlen: Number of last items of a row that are read.
         dropout_rate: Dropout on the item embeddings during training (the paper uses none).
         seed: Base seed for initialisers and dropout (None: not seeded).
+        init_items: Kept for the common config (see `SessionEncoder`); STAMP's item rows are
+            drawn from a normal whose scale does not depend on the table's size.
         output_activation: "sigmoid" (paper) or "none" (released code, default) on the scores.
         **kwargs: Forwarded to `keras.layers.Layer`.
 
@@ -73,6 +75,7 @@ class STAMPEncoder(SessionEncoder):
         dropout_rate: float = 0.0,
         seed: int | None = None,
         output_activation: str = "none",
+        init_items: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -81,6 +84,7 @@ class STAMPEncoder(SessionEncoder):
             maxlen=maxlen,
             dropout_rate=dropout_rate,
             seed=seed,
+            init_items=init_items,
             **kwargs,
         )
         if attention not in (True, False):
