@@ -22,6 +22,9 @@ import pytest
 from ader_tf.launch import free_ports, tf_configs
 from tests.helpers import metrics_rows
 
+# One xdist worker runs this module's tests: they share one set of worker runs.
+pytestmark = pytest.mark.xdist_group("multi_worker")
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Dropout off: its masks depend on which replica a row lands on.
 _FLAGS = ["--hidden_units=8", "--num_epochs=1", "--stop=1", "--batch_size=64", "--test_batch=64",
