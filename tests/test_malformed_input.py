@@ -115,32 +115,31 @@ _BAD_CLICK = st.one_of(
 )
 
 
-def _assert_rejected(raw: str, text: str, bad_line: int, bad: str) -> None:
-    """Preprocessing `text` as `raw` fails on `bad_line` and writes nothing."""
-    folder = os.path.dirname(raw)
-    with open(raw, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    out = os.path.join(folder, "out")
-    try:
-        preprocess(raw, out, PreprocessConfig(), log=None)
-    except RawDataError as error:
-        message = str(error)
-        assert "\n" not in message, message
-        assert (error.path, error.line_number) == (raw, bad_line), (message, bad)
-        assert message.startswith(f"{raw}, line {bad_line}: "), message
-    else:
-        raise AssertionError(f"{bad!r} was accepted")
-    assert sorted(os.listdir(folder)) == [os.path.basename(raw)]  # no output, no staging
+def _assert_rejected(file_name: str, lines: list[str], bad_index: int) -> None:
+    """Preprocessing `lines` as a file `file_name` fails on line `bad_index + 1` and writes
+    nothing."""
+    bad, bad_line = lines[bad_index], bad_index + 1
+    with tempfile.TemporaryDirectory() as folder:
+        raw = os.path.join(folder, file_name)
+        with open(raw, "w", encoding="utf-8", newline="") as f:
+            f.write("".join(line + "\n" for line in lines))
+        try:
+            preprocess(raw, os.path.join(folder, "out"), PreprocessConfig(), log=None)
+        except RawDataError as error:
+            message = str(error)
+            assert "\n" not in message, message
+            assert (error.path, error.line_number) == (raw, bad_line), (message, bad)
+            assert message.startswith(f"{raw}, line {bad_line}: "), message
+        else:
+            raise AssertionError(f"{bad!r} was accepted")
+        assert sorted(os.listdir(folder)) == [file_name]  # no output, no staging
 
 
 @SETTINGS
 @given(before=st.lists(_GOOD_CLICK, max_size=4), bad=_BAD_CLICK,
        after=st.lists(_GOOD_CLICK, max_size=3))
 def test_yoochoose_reader_names_file_and_line(before, bad, after):
-    with tempfile.TemporaryDirectory() as folder:
-        raw = os.path.join(folder, "yoochoose-clicks.dat")
-        text = "".join(line + "\n" for line in [*before, bad, *after])
-        _assert_rejected(raw, text, len(before) + 1, bad)
+    _assert_rejected("yoochoose-clicks.dat", [*before, bad, *after], len(before))
 
 
 # === Raw DIGINETICA views: `sessionId;userId;itemId;timeframe;eventdate` with a header ===
@@ -182,7 +181,4 @@ _BAD_VIEW = st.one_of(
 @given(before=st.lists(_GOOD_VIEW, max_size=4), bad=_BAD_VIEW,
        after=st.lists(_GOOD_VIEW, max_size=3))
 def test_diginetica_reader_names_file_and_line(before, bad, after):
-    with tempfile.TemporaryDirectory() as folder:
-        raw = os.path.join(folder, "train-item-views.csv")
-        text = "".join(line + "\n" for line in [HEADER, *before, bad, *after])
-        _assert_rejected(raw, text, len(before) + 2, bad)
+    _assert_rejected("train-item-views.csv", [HEADER, *before, bad, *after], len(before) + 1)

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from ader_tf.io_utils import DamagedFileError, load_checked_npz, save_checked_npz
+from ader_tf.models.growth import padded_rows
 
 # Per-example gradients of one vectorised chunk are held at once; this bounds their size.
 _MAX_CHUNK_FLOATS = 2**26
@@ -56,17 +57,16 @@ class ImportanceState:
         """
         importance, anchor = [], []
         for variable, imp, anc in zip(variables, self.importance, self.anchor, strict=True):
-            shape = tuple(variable.shape)
-            if tuple(imp.shape) != shape:
-                if imp.shape[1:] != shape[1:] or imp.shape[0] > shape[0]:
-                    raise ValueError(
-                        f"importance is for shape {tuple(imp.shape)}, the variable has {shape}."
-                    )
-                extra = shape[0] - imp.shape[0]
-                imp = tf.concat([imp, tf.zeros((extra, *shape[1:]), imp.dtype)], 0)
-                anc = tf.concat([anc, tf.convert_to_tensor(variable)[-extra:]], 0)
-            importance.append(imp)
-            anchor.append(anc)
+            if tuple(imp.shape) == tuple(variable.shape):
+                importance.append(imp)
+                anchor.append(anc)
+                continue
+            try:
+                importance.append(tf.constant(padded_rows(imp, variable, "zeros")))
+            except ValueError as e:
+                raise ValueError(f"importance is for shape {tuple(imp.shape)}, the variable "
+                                 f"has {tuple(variable.shape)}.") from e
+            anchor.append(tf.constant(padded_rows(anc, variable, "initial")))
         return ImportanceState(tuple(importance), tuple(anchor), self.num_examples)
 
     def save(self, path: str) -> None:

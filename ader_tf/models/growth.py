@@ -51,20 +51,32 @@ def grow_items(model: SessionRecommender, num_items: int) -> SessionRecommender:
     return grown
 
 
+def padded_rows(value: Any, target: Any, new_rows: str) -> np.ndarray:
+    """``value`` with rows appended up to ``target``'s shape (a grown item table's).
+
+    The added rows are ``target``'s own rows there (``new_rows="initial"``) or zeros
+    (``"zeros"``). ``value`` already of ``target``'s shape comes back as it is.
+
+    Raises:
+        ValueError: If the shapes differ other than by rows added to ``target``.
+    """
+    value = keras.ops.convert_to_numpy(value)
+    shape = tuple(target.shape)
+    if value.shape == shape:
+        return value
+    if value.shape[1:] != shape[1:] or value.shape[0] > shape[0]:
+        raise ValueError(f"cannot fit {value.shape} to {shape}")
+    tail = (keras.ops.convert_to_numpy(target)[value.shape[0]:] if new_rows == "initial"
+            else np.zeros((shape[0] - value.shape[0], *shape[1:]), value.dtype))
+    return np.concatenate([value, tail])
+
+
 def _copy_padded(sources: list[Any], targets: list[Any], new_rows: str) -> None:
-    """Assigns each source to its target; a target with more rows keeps its extra rows
-    (``new_rows="initial"``) or gets zeros there (``"zeros"``)."""
+    """Assigns each source to its target, padded to its rows as `padded_rows` says."""
     if len(sources) != len(targets):
         raise ValueError(f"{len(sources)} variables to copy into {len(targets)}")
     for source, target in zip(sources, targets, strict=True):
-        value = keras.ops.convert_to_numpy(source)
-        shape = tuple(target.shape)
-        if value.shape != shape:
-            if value.shape[1:] != shape[1:] or value.shape[0] > shape[0]:
-                raise ValueError(
-                    f"cannot copy {source.path} {value.shape} into {target.path} {shape}"
-                )
-            tail = (keras.ops.convert_to_numpy(target)[value.shape[0]:] if new_rows == "initial"
-                    else np.zeros((shape[0] - value.shape[0], *shape[1:]), value.dtype))
-            value = np.concatenate([value, tail])
-        target.assign(value)
+        try:
+            target.assign(padded_rows(source, target, new_rows))
+        except ValueError as e:
+            raise ValueError(f"cannot copy {source.path} into {target.path}: {e}") from e
