@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -146,3 +147,17 @@ def results(path: Any) -> list[list[str]]:
     if os.path.isdir(path):
         path = os.path.join(path, "metrics.csv")
     return [[row[k] for k in RESULT_COLUMNS] for row in metrics_rows(path)]
+
+
+def assert_same_exemplars_up_to_ties(folder_a: str, folder_b: str, cycles: Iterable[int]) -> None:
+    """Two runs whose weights differ only in float32 summation order (e.g. one device and
+    several replicas) keep the same exemplars: the same targets, row by row (how many per item
+    depends on the data only), and the same sessions but where herding met a near-tie (the
+    session vectors differ in their last bits): at most 1 in 20 rows."""
+    for cycle in cycles:
+        name = os.path.join("exemplars", f"cycle_{cycle}.npz")
+        with np.load(os.path.join(folder_a, name)) as a, np.load(os.path.join(folder_b, name)) as b:
+            assert sorted(a.files) == sorted(b.files) == ["inputs", "targets"]
+            np.testing.assert_array_equal(a["targets"], b["targets"])
+            differ = int((a["inputs"] != b["inputs"]).any(axis=1).sum())
+            assert differ <= len(a["inputs"]) / 20, (cycle, differ, len(a["inputs"]))

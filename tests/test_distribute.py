@@ -127,18 +127,59 @@ def _compare(mode: str) -> dict:
     return report
 
 
-def _child(modes: list[str]) -> None:
+def _whole_runs(data_dir: str, results_dir: str) -> dict:
+    """ADER's tiny two-cycle run (dropout off) on one device and under MirroredStrategy over
+    both logical CPUs: replicas, per-cycle (examples, first-step loss) of the first epoch, and
+    the run folders."""
+    import logging
+    import re
+
+    import tensorflow as tf
+
+    from ader_tf.continual import runner
+    from tests.helpers import tiny_config
+
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger(runner.__name__).addHandler(handler)
+    logging.getLogger(runner.__name__).setLevel(logging.INFO)
+    epoch_line = re.compile(r"cycle (\d+) epoch 1: .*examples (\d+), first_step_loss (\S+),")
+    two_cpus = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    report = {}
+    for name in ("single", "mirrored"):
+        lines.clear()
+        config = tiny_config(data_dir, os.path.join(results_dir, name), num_epochs=1,
+                             dropout_rate=0.0, distribution_strategy=name.replace("single",
+                                                                                 "none"))
+        if name == "mirrored":
+            # `--distribution_strategy=mirrored` takes the machine's GPUs; here, the two CPUs.
+            runner.distribution_strategy = lambda *args: two_cpus
+        run = runner.ContinualRunner(config)
+        run.run()
+        epochs = {c: (int(n), float(loss)) for line in lines
+                  for c, n, loss in epoch_line.findall(line)}
+        report[name] = {"replicas": run.strategy.num_replicas_in_sync, "epochs": epochs,
+                        "folder": run.paths.root}
+    return report
+
+
+def _child(args: list[str]) -> None:
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
     )
-    print(json.dumps({mode: _compare(mode) for mode in modes}))
+    if args[0] == "runner":
+        print(json.dumps(_whole_runs(*args[1:])))
+    else:
+        print(json.dumps({mode: _compare(mode) for mode in args}))
 
 
-def _report(mode: str) -> dict:
-    """Runs `_compare(mode)` in a fresh process.
+def _report(*args: str) -> dict:
+    """Runs `_compare(mode)` (or `_whole_runs` for "runner" and its folders) in a fresh
+    process.
 
     One process per mode: several MirroredStrategy instances in one process can pair up each
     other's collective ops (their instance keys collide), which aborts the later ones.
@@ -147,7 +188,7 @@ def _report(mode: str) -> dict:
     env = dict(os.environ, PYTHONPATH=path)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), mode],
+        [sys.executable, os.path.abspath(__file__), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -181,6 +222,33 @@ def test_two_replicas_match_one_device(mode: str) -> None:
         assert result["max_update"] > 1e-3  # the step did move the weights
         assert result["max_weight_diff"] < 1e-6
 
+
+@pytest.mark.slow
+def test_whole_protocol_on_two_logical_devices(tiny_data_dir, tmp_path) -> None:
+    """The runner under MirroredStrategy (the several-GPU path) trains, selects and evaluates
+    like one device: each example once per epoch, the same first-step loss, metrics and
+    exemplars (up to herding's near-ties)."""
+    from tests.helpers import assert_same_exemplars_up_to_ties, metrics_rows
+
+    report = _report("runner", tiny_data_dir, str(tmp_path))
+    single, mirrored = report["single"], report["mirrored"]
+    assert (single["replicas"], mirrored["replicas"]) == (1, 2)
+    assert set(single["epochs"]) == set(mirrored["epochs"]) == {"1", "2"}
+    for cycle, (examples, loss) in single["epochs"].items():
+        assert mirrored["epochs"][cycle][0] == examples
+        # Same weights and rows; only float32 summation order differs (two partial sums).
+        assert mirrored["epochs"][cycle][1] == pytest.approx(loss, rel=1e-5), cycle
+    one = metrics_rows(os.path.join(single["folder"], "metrics.csv"))
+    two = metrics_rows(os.path.join(mirrored["folder"], "metrics.csv"))
+    assert [r["cycle"] for r in two] == ["1", "2"]
+    for a, b in zip(one, two, strict=True):
+        for key in ("test_examples", "exemplars_kept", "best_epoch", "epochs_run"):
+            assert a[key] == b[key], key
+        for key in ("mrr20", "recall20", "mrr10", "recall10"):
+            # One of the ~150-210 test examples may cross a cut-off where two scores tie
+            # within float32 rounding (1/145 < 0.01).
+            assert float(b[key]) == pytest.approx(float(a[key]), abs=0.01), key
+    assert_same_exemplars_up_to_ties(single["folder"], mirrored["folder"], (1, 2))
 
 if __name__ == "__main__":
     _child(sys.argv[1:])

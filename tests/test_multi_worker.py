@@ -16,11 +16,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from ader_tf.launch import free_ports, tf_configs
-from tests.helpers import metrics_rows
+from tests.helpers import assert_same_exemplars_up_to_ties, metrics_rows
 
 # One xdist worker runs this module's tests: they share one set of worker runs.
 pytestmark = pytest.mark.xdist_group("multi_worker")
@@ -134,13 +133,7 @@ def test_two_workers_train_like_one_process(runs) -> None:
             # Ranks move only where two scores tie within float32 rounding: allow one of the
             # 145 or 210 test examples to cross a cut-off (1/145 < 0.01).
             assert float(b[key]) == pytest.approx(float(a[key]), abs=0.01), key
-    for cycle in (1, 2):  # the same exemplars as one process picks
-        with np.load(os.path.join(runs["single"], "exemplars", f"cycle_{cycle}.npz")) as a, \
-                np.load(os.path.join(runs["multi"], "exemplars", f"cycle_{cycle}.npz")) as b:
-            assert sorted(a.files) == sorted(b.files)
-            for name in a.files:
-                np.testing.assert_array_equal(a[name], b[name])
-
+    assert_same_exemplars_up_to_ties(runs["single"], runs["multi"], (1, 2))
 
 @pytest.mark.slow
 def test_only_the_chief_writes(runs) -> None:
@@ -157,3 +150,31 @@ def test_killed_workers_resume_at_the_first_unfinished_cycle(runs) -> None:
         text = _read(log)
         assert "resuming after cycle 1" in text, text[-2000:]
     assert "Resumed at cycle 2." in _read(os.path.join(runs["multi"], "Training_logs.txt"))
+
+
+@pytest.mark.slow
+def test_losing_a_worker_ends_the_chief_with_a_message(tiny_data_dir, tmp_path) -> None:
+    """Worker 1 killed mid-training: the chief stops with exit status 3 and says what to do,
+    instead of waiting for it forever."""
+    env = _env(str(tmp_path))
+    logs = [str(tmp_path / f"worker{i}.log") for i in range(2)]
+    args = [f"--data_dir={tiny_data_dir}", f"--results_dir={tmp_path / 'out'}",
+            "--distribution_strategy=multi_worker", "--collective_timeout=60",
+            *[f for f in _FLAGS if not f.startswith("--num_epochs")], "--num_epochs=3"]
+    chief, other = _start_workers(args, logs, env)
+    try:
+        deadline = time.time() + _TIMEOUT
+        while "cycle 1 epoch 1:" not in _read(logs[0]) and time.time() < deadline:
+            assert chief.poll() is None, _read(logs[0])[-3000:]
+            time.sleep(0.2)
+        other.send_signal(signal.SIGKILL)
+        other.wait()
+        code = chief.wait(timeout=_TIMEOUT)
+    finally:
+        for p in (chief, other):
+            if p.poll() is None:
+                p.kill()
+    text = _read(logs[0])
+    assert code == 3, text[-3000:]
+    assert "error: worker 0: lost the other workers" in text
+    assert "start every worker again with the same command" in text
