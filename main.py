@@ -57,8 +57,6 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(str(e)) from e
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
-    if not config.progress:
-        os.environ["TQDM_DISABLE"] = "1"
     from ader_tf.continual.runner import (
         RunStateError,
         TrainingDivergedError,

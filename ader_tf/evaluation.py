@@ -107,18 +107,20 @@ def apply_in_order(
     fn: Callable[[dict[str, tf.Tensor], tf.Tensor], tf.Tensor],
     examples: Examples,
     batch_size: int,
-    desc: str,
+    desc: str | None,
 ) -> np.ndarray:
     """Applies ``fn(features, targets)`` to every example in one pass; rows in input order.
 
     Batches are length-sorted (little padding); results are put back in ``examples`` order.
+    ``desc`` labels a progress bar; None shows none.
     """
     order = evaluation_order(examples)
     total = batch_count(len(examples), batch_size)
     batches = evaluation_dataset(examples, batch_size)
     outputs = [
         np.asarray(fn(features, targets))
-        for features, targets in tqdm(batches, total=total, desc=desc, leave=False, unit="b")
+        for features, targets in tqdm(batches, total=total, desc=desc, leave=False, unit="b",
+                                         disable=desc is None)
     ]
     stacked = np.concatenate(outputs) if outputs else np.zeros((0,))
     result = np.empty_like(stacked)
@@ -130,7 +132,7 @@ def evaluate_ranks(
     logits_fn: Callable[[tf.Tensor], tf.Tensor],
     examples: Examples,
     batch_size: int,
-    desc: str = "Evaluating",
+    desc: str | None = "Evaluating",
 ) -> np.ndarray:
     """Ranks of every example's target, in the order of ``examples``.
 
@@ -138,7 +140,7 @@ def evaluate_ranks(
         logits_fn: maps ``item_ids`` [B, L] to logits over items 1..max_item (dropout off).
         examples: what to rank.
         batch_size: rows per forward pass (does not change any result).
-        desc: progress bar label.
+        desc: progress bar label (None: no bar).
 
     Raises:
         NonFiniteError: if the scores of some rows hold NaN or infinite values.
@@ -156,7 +158,7 @@ def evaluate(
     logits_fn: Callable[[tf.Tensor], tf.Tensor],
     examples: Examples,
     batch_size: int,
-    desc: str = "Evaluating",
+    desc: str | None = "Evaluating",
 ) -> Metrics:
     """MRR/Recall/NDCG@10/20 of ``logits_fn`` on ``examples``.
 

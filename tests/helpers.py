@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import os
 from collections.abc import Iterable
@@ -151,13 +152,17 @@ def results(path: Any) -> list[list[str]]:
 
 def assert_same_exemplars_up_to_ties(folder_a: str, folder_b: str, cycles: Iterable[int]) -> None:
     """Two runs whose weights differ only in float32 summation order (e.g. one device and
-    several replicas) keep the same exemplars: the same targets, row by row (how many per item
-    depends on the data only), and the same sessions but where herding met a near-tie (the
-    session vectors differ in their last bits): at most 1 in 20 rows."""
+    several replicas) keep the same exemplars but where herding met a near-tie: session
+    vectors that differ in their last bits can change a pick, and with it when herding's step
+    budget (1.1 x quota) ends, so a few rows may differ or be missing. At least 95% of the rows
+    (inputs and target) of either run must be in the other."""
     for cycle in cycles:
         name = os.path.join("exemplars", f"cycle_{cycle}.npz")
         with np.load(os.path.join(folder_a, name)) as a, np.load(os.path.join(folder_b, name)) as b:
             assert sorted(a.files) == sorted(b.files) == ["inputs", "targets"]
-            np.testing.assert_array_equal(a["targets"], b["targets"])
-            differ = int((a["inputs"] != b["inputs"]).any(axis=1).sum())
-            assert differ <= len(a["inputs"]) / 20, (cycle, differ, len(a["inputs"]))
+            rows = [collections.Counter(map(tuple, np.column_stack([f["inputs"], f["targets"]])))
+                    for f in (a, b)]
+            common = sum((rows[0] & rows[1]).values())
+            largest = max(len(a["targets"]), len(b["targets"]))
+            assert common >= 0.95 * largest, (cycle, common, len(a["targets"]),
+                                              len(b["targets"]))

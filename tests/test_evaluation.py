@@ -125,3 +125,17 @@ def test_require_finite_counts_rows():
     values[2, 1] = np.inf
     with pytest.raises(NonFiniteError, match="1 of 4 rows have non-finite session vectors"):
         require_finite(values, "session vectors")
+
+
+def test_progress_bar_only_with_a_label(rng, capfd):
+    """A label draws a progress bar on stderr; None (the runner under --noprogress) draws
+    none, whatever tqdm's environment says."""
+    ex = _shuffled_examples(rng, 9, 4, 5)
+
+    def logits_fn(item_ids):
+        return tf.one_hot(item_ids[:, -1] - 1, 5)
+
+    evaluate(logits_fn, ex, 4, "Labelled pass")
+    assert "Labelled pass" in capfd.readouterr().err
+    evaluate(logits_fn, ex, 4, None)
+    assert capfd.readouterr().err == ""

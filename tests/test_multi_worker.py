@@ -30,6 +30,7 @@ _FLAGS = ["--hidden_units=8", "--num_epochs=1", "--stop=1", "--batch_size=64", "
           "--maxlen=6", "--exemplar_size=60", "--noexport_saved_models", "--noprogress",
           "--cycles=2", "--dropout_rate=0"]
 _TIMEOUT = 600
+_PROGRESS_BAR = re.compile(r"\| *\d+/\d+ \[")  # tqdm's "| 12/47 [00:00<..."
 _EPOCH_LINE = re.compile(r"cycle (\d+) epoch 1: .*examples (\d+), first_step_loss (\S+),")
 
 
@@ -139,6 +140,8 @@ def test_two_workers_train_like_one_process(runs) -> None:
 def test_only_the_chief_writes(runs) -> None:
     assert os.listdir(runs["multi_root"]) == ["sample-ADER"]
     assert sorted(os.listdir(runs["multi"])) == sorted(os.listdir(runs["single"]))
+    for log in (runs["single_log"], *runs["logs"]):  # --noprogress: no progress bar at all
+        assert not _PROGRESS_BAR.search(_read(log)), log
     # The other worker removed its scratch folder (TensorFlow's autograph files stay there).
     assert [n for n in os.listdir(runs["scratch"]) if n.startswith("ader-")] == []
 

@@ -379,11 +379,12 @@ class ContinualRunner:
         if self.config.selection == "herding":
             reps = require_finite(apply_in_order(
                 lambda f, t: self.model.represent(f["item_ids"]), candidates, batch,
-                "Representing candidates",
+                self._bar_label("Representing candidates"),
             ), "session vectors")
         elif self.config.selection == "loss":
             losses = require_finite(apply_in_order(
-                self.model.per_example_loss, candidates, batch, "Scoring candidates"
+                self.model.per_example_loss, candidates, batch,
+                self._bar_label("Scoring candidates")
             ), "losses")
         index = exemplar_selection.select_exemplars(
             candidates.targets, quotas, self.config.selection, reps=reps, losses=losses, rng=rng
@@ -430,6 +431,10 @@ class ContinualRunner:
             losses["first_step_loss"] = bar.first_loss
         return losses
 
+    def _bar_label(self, desc: str) -> str | None:
+        """``desc`` as a progress bar's label, or None (no bar) under ``--noprogress``."""
+        return desc if self.config.progress else None
+
     def _session_parallel_trainer(self, cycle: int) -> Any:
         """GRU4Rec's own trainer on this cycle's model (its optimizer and state included)."""
         from ader_tf.continual.session_parallel import SessionParallelTrainer
@@ -467,7 +472,7 @@ class ContinualRunner:
                 )
             with self._stop_if_not_finite(cycle, f"validation epoch {epoch}", best_epoch):
                 valid = evaluate(_logits_fn(self.model), data.valid, cfg.test_batch,
-                                 f"Validating epoch {epoch}")
+                                 self._bar_label(f"Validating epoch {epoch}"))
             self.runlog.line(valid.log_line(epoch, "valid"))
             loss_text = ", ".join(f"{k} {v:.7g}" for k, v in sorted(losses.items()))
             log.info("cycle %d epoch %d: %s | valid Recall@20 %.4f MRR@20 %.4f | %.1fs",
@@ -525,7 +530,8 @@ class ContinualRunner:
 
         t0 = time.time()
         with self._stop_if_not_finite(cycle, "test", best_epoch):
-            test = evaluate(_logits_fn(self.model), data.test, cfg.test_batch, "Testing")
+            test = evaluate(_logits_fn(self.model), data.test, cfg.test_batch,
+                            self._bar_label("Testing"))
         test_seconds = time.time() - t0
         self.runlog.line(test.log_line(best_epoch, "test"))
 

@@ -79,7 +79,8 @@ class DERPP(Method):
                 return tf.concat([tf.cast(items, tf.float32), scores], axis=1)
 
             both = require_finite(
-                apply_in_order(top_k, ctx.exemplars.subset(new), 512, "Storing scores"), "scores"
+                apply_in_order(top_k, ctx.exemplars.subset(new), 512,
+                               "Storing scores" if ctx.config.progress else None), "scores"
             )
             top_items[new] = both[:, :k].astype(np.int32)
             top_scores[new] = both[:, k:]
