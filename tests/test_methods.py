@@ -302,7 +302,9 @@ def test_every_method_trains_every_backbone(name, backbone, tmp_path):
                 "exemplar_index": np.array([-1] * 5 + [0, 4, 2], np.int32)}
     before = [np.asarray(v).copy() for v in model.trainable_variables]
     values = model.train_on_batch(features, rows.targets, return_dict=True)
-    assert set(values) == {"loss", *objective.term_names, *objective.reference_names}
+    assert set(values) == {"loss", "examples", *objective.term_names,
+                           *objective.reference_names}
+    assert values["examples"] == len(rows.targets)  # current and exemplar rows, once each
     assert all(np.isfinite(v) for v in values.values())
     assert any(not np.array_equal(b, np.asarray(v))
                for b, v in zip(before, model.trainable_variables, strict=True))

@@ -136,7 +136,8 @@ def test_the_mask_acts_on_the_old_models_forward_pass_only():
     student.set_objective(objective)
     before = [w.numpy().copy() for w in student.encoder.weights]
     values = student.train_on_batch({"item_ids": ids}, targets, return_dict=True)
-    assert set(values) == {"loss", "ce_loss", "nce_loss"}
+    assert set(values) == {"loss", "examples", "ce_loss", "nce_loss"}
+    assert values["examples"] == len(targets)  # the rows trained on
     assert all(np.isfinite(v) for v in values.values())
     for w, s in zip(teacher.encoder.weights, stored, strict=True):
         np.testing.assert_array_equal(w.numpy(), s, err_msg=w.path)
