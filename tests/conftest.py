@@ -11,6 +11,29 @@ import pytest
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def xdist_groups_applied(request: pytest.FixtureRequest) -> None:
+    """Fails every test of a run whose xdist groups would be ignored.
+
+    Modules whose tests share an expensive fixture (a trained run) carry an ``xdist_group``
+    mark so that one worker builds it once. pytest-xdist applies the mark by appending
+    ``@<group>`` to each test id; under pytest 9.2 that has no effect (the id no longer follows
+    the attribute xdist sets), so every worker would build every such fixture again: minutes
+    lost, and nothing would say so. setup.py pins pytest below 9.2; this names the problem if a
+    newer pytest comes in anyway.
+    """
+    session = request.session
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not session.config.getvalue("loadgroup"):
+        return
+    ignored = [item.nodeid for item in session.items
+               if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if ignored:
+        pytest.fail(
+            f"pytest-xdist ignored the xdist_group mark of {len(ignored)} tests (e.g. "
+            f"{ignored[0]}) under pytest {pytest.__version__}; install the pytest version "
+            "setup.py asks for (pip install -e '.[test]')", pytrace=False)
+
+
 def missing_fixture(reason: str) -> NoReturn:
     """Skips the calling test for a missing data or parity fixture, with the reason.
 
