@@ -117,5 +117,6 @@ def main(argv: list[str]) -> None:
                       "num_items": FLAGS.num_items, "hidden_units": FLAGS.hidden_units,
                       "batch_size": FLAGS.batch_size}))
 
+
 if __name__ == "__main__":
     app.run(main)

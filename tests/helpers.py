@@ -5,10 +5,12 @@ from __future__ import annotations
 import collections
 import csv
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import pytest
 
 from ader_tf.config import Config
 from ader_tf.data.periods import Sessions
@@ -166,3 +168,33 @@ def assert_same_exemplars_up_to_ties(folder_a: str, folder_b: str, cycles: Itera
             largest = max(len(a["targets"]), len(b["targets"]))
             assert common >= 0.95 * largest, (cycle, common, len(a["targets"]),
                                               len(b["targets"]))
+
+
+# The runner's log line of a cycle's first epoch: its rows trained on and first-step loss.
+_FIRST_EPOCH_LINE = re.compile(r"cycle (\d+) epoch 1: .*examples (\d+), first_step_loss (\S+),")
+
+
+def first_epochs(log_text: str) -> dict[int, tuple[int, float]]:
+    """(examples, first-step loss) of each cycle's first epoch in a run's log (last run wins)."""
+    return {int(c): (int(n), float(loss))
+            for c, n, loss in _FIRST_EPOCH_LINE.findall(log_text)}
+
+
+def assert_runs_agree_up_to_float_order(folder_a: str, folder_b: str,
+                                        cycles: Iterable[int]) -> None:
+    """Two runs of one config whose weights differ only in float32 summation order (one device
+    and several replicas or workers) end their cycles alike: the same counts and epochs, the
+    same metrics but where a rank crosses a cut-off, and the same exemplars up to herding's
+    near-ties."""
+    cycles = list(cycles)
+    one = metrics_rows(os.path.join(folder_a, "metrics.csv"))
+    two = metrics_rows(os.path.join(folder_b, "metrics.csv"))
+    assert [r["cycle"] for r in two] == [str(c) for c in cycles]
+    for a, b in zip(one, two, strict=True):
+        for key in ("test_examples", "exemplars_kept", "best_epoch", "epochs_run"):
+            assert a[key] == b[key], key
+        for key in ("mrr20", "recall20", "mrr10", "recall10"):
+            # Ranks move only where two scores tie within float32 rounding: allow one of the
+            # tiny run's 145 or 210 test examples to cross a cut-off (1/145 < 0.01).
+            assert float(b[key]) == pytest.approx(float(a[key]), abs=0.01), key
+    assert_same_exemplars_up_to_ties(folder_a, folder_b, cycles)
