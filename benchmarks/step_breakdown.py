@@ -46,7 +46,9 @@ from ader_tf.objectives import CrossEntropy, Distillation, combine  # noqa: E402
 
 _ITEMS = flags.DEFINE_integer("items", 40000, "Items scored by the student (max_item).")
 _TEACHER_ITEMS = flags.DEFINE_integer("teacher_items", 38500, "Items scored by the teacher.")
-_TABLE = flags.DEFINE_integer("num_items", 43136, "Item table size (DIGINETICA: 43,136).")
+_TABLE = flags.DEFINE_integer(
+    "num_items", 0, "Item table size (0: --items, as the runner's tables, which grow with the "
+    "items seen; the original's had DIGINETICA's 43,136 at every cycle).")
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Current rows per batch.")
 _EXEMPLARS = flags.DEFINE_integer("exemplar_rows", 124, "Exemplar rows per batch.")
 _HIDDEN = flags.DEFINE_integer("hidden_units", 150, "d.")
@@ -114,7 +116,8 @@ def run_product_flops(run_dir: str, period_dir: str, d: int) -> tuple[float, lis
 
 
 def build_model(seed: int) -> SessionRecommender:
-    encoder = SASRecEncoder(_TABLE.value, _HIDDEN.value, 50, 2, 1, dropout_rate=0.3, seed=seed)
+    encoder = SASRecEncoder(_TABLE.value or _ITEMS.value, _HIDDEN.value, 50, 2, 1,
+                            dropout_rate=0.3, seed=seed, init_items=43136)
     model = SessionRecommender(encoder)
     model.compile(optimizer=make_optimizer(5e-4))
     model.build_all(50)
