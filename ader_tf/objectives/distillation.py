@@ -7,6 +7,7 @@ from typing import Any
 import tensorflow as tf
 
 from ader_tf.objectives.base import Objective, StepInputs, Term
+from ader_tf.objectives.softmax import softmax_cross_entropy
 
 ROWS = ("exemplar", "current")
 
@@ -62,9 +63,7 @@ class Distillation(Objective):
         if self.temperature != 1.0:
             teacher_logits = teacher_logits / self.temperature
             student_logits = student_logits / self.temperature
-        row_kd = tf.nn.softmax_cross_entropy_with_logits(
-            labels=tf.nn.softmax(teacher_logits), logits=student_logits
-        )
+        row_kd = softmax_cross_entropy(tf.nn.softmax(teacher_logits), student_logits)
         total = tf.reduce_sum(row_kd)
         if self.temperature != 1.0:
             total = total * self.temperature**2
