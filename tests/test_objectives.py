@@ -116,6 +116,33 @@ def test_distill_uses_teacher_soft_labels_over_its_items() -> None:
     assert values["loss"] == pytest.approx(ce(logits, targets)[~ex].mean() + kd, abs=1e-5)
 
 
+@pytest.mark.parametrize("run_eagerly", [True, False])
+def test_distill_from_cached_teacher_vectors(run_eagerly: bool) -> None:
+    """Cached teacher vectors, looked up by exemplar_index, give the on-the-fly term."""
+    frozen = teacher()
+    features, targets = batch()
+    ex = IS_EXEMPLAR == 1
+    # An exemplar set whose rows 4, 0, 2 are the batch's exemplar rows (in that order).
+    rng = np.random.default_rng(5)
+    exemplar_ids = left_padded(rng, [3, 1, 2, 5, 4], MAXLEN, NUM_ITEMS)
+    index = np.array([4, 0, 2], np.int32)
+    exemplar_ids[index] = features["item_ids"][ex]
+    features["exemplar_index"] = np.where(ex, 0, -1).astype(np.int32)
+    features["exemplar_index"][ex] = index
+    values = {}
+    for cached in (False, True):
+        model = student(run_eagerly=run_eagerly)
+        term = Distillation(frozen, LAMBDA)
+        if cached:
+            term.cache_teacher_vectors(exemplar_ids, batch_size=2)
+        model.set_objective(combine(CrossEntropy(), term))
+        values[cached] = step_values(model, features, targets)
+    assert values[True]["kd_loss"] == pytest.approx(values[False]["kd_loss"], abs=1e-6)
+    assert values[True]["loss"] == pytest.approx(values[False]["loss"], abs=1e-6)
+    with pytest.raises(ValueError, match="exemplar rows"):
+        Distillation(frozen, LAMBDA, rows="current").cache_teacher_vectors(exemplar_ids)
+
+
 def test_ewc_adds_quadratic_penalty() -> None:
     model = student()
     rng = np.random.default_rng(4)

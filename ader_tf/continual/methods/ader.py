@@ -26,6 +26,7 @@ class ADER(Method):
         super().__init__(config)
         self._weight = CycleWeight()
         self._objective: Objective | None = None
+        self._exemplar_term: Objective | None = None
         self._teacher: Any = None
 
     def weight(self, ctx: CycleContext) -> float:
@@ -49,6 +50,10 @@ class ADER(Method):
         # One objective for the whole run (the teacher object is reused too): a new one
         # would retrace the training step every cycle.
         if self._objective is None or teacher is not self._teacher:
-            self._objective = combine(self.cross_entropy, self.exemplar_term(ctx, weight))
+            self._exemplar_term = self.exemplar_term(ctx, weight)
+            self._objective = combine(self.cross_entropy, self._exemplar_term)
             self._teacher = teacher
+        if isinstance(self._exemplar_term, Distillation) and ctx.exemplars is not None:
+            # The teacher's weights and the exemplars are new each cycle: its vectors too.
+            self._exemplar_term.cache_teacher_vectors(ctx.exemplars.inputs)
         return self._objective
