@@ -9,8 +9,9 @@ sessions (1-8 clicks, as the data: mean input length is about 4).
 Printed (one JSON line): milliseconds per call, the fastest of --repeats passes, for
 - the whole distillation step (Keras train function: forward, backward, Adam),
 - the same step with plain cross-entropy on all rows, and on the 256 current rows only,
-- its parts: encoder forward+backward, scoring + cross-entropy forward+backward, teacher forward,
-  the Adam update of every weight,
+- its parts: encoder forward+backward, scoring + cross-entropy forward+backward, teacher forward
+  (encoder and product; the distillation step itself scores the teacher's session vectors,
+  cached once per cycle as ADER's runner does), the Adam update of every weight,
 - one [rows, d] x [d, items] product, and the same followed by a softmax,
 and `matmul_bound_ms`: the step's products (forward, both backward products, the teacher) at the
 speed just measured for one product. The step cannot run faster than that bound without changing
@@ -43,6 +44,7 @@ from ader_tf.data.pipeline import batch_count  # noqa: E402
 from ader_tf.models.recommender import SessionRecommender, make_optimizer  # noqa: E402
 from ader_tf.models.sasrec import SASRecEncoder  # noqa: E402
 from ader_tf.objectives import CrossEntropy, Distillation, combine  # noqa: E402
+from ader_tf.objectives.softmax import sparse_softmax_cross_entropy  # noqa: E402
 
 _ITEMS = flags.DEFINE_integer("items", 40000, "Items scored by the student (max_item).")
 _TEACHER_ITEMS = flags.DEFINE_integer("teacher_items", 38500, "Items scored by the teacher.")
@@ -133,17 +135,22 @@ def main(argv: list[str]) -> None:
     model = build_model(_SEED.value)
     model.set_max_item(items)
     teacher = frozen_teacher(model, teacher_items)
-    objectives = {"distill": combine(CrossEntropy(), Distillation(teacher, 0.5)),
-                  "plain": CrossEntropy()}
+    distillation = Distillation(teacher, 0.5)
+    objectives = {"distill": combine(CrossEntropy(), distillation), "plain": CrossEntropy()}
     ids = tf.constant(random_inputs(rng, rows, items))
     targets = tf.constant(rng.integers(1, items + 1, rows).astype(np.int32))
     is_exemplar = tf.constant(np.r_[np.zeros(current), np.ones(exemplars)].astype(np.float32))
+    # As ADER's runner does once per cycle: the teacher's vectors of the exemplar set (here
+    # the batch's exemplar rows), looked up by exemplar_index in the step.
+    distillation.cache_teacher_vectors(ids[current:].numpy())
+    exemplar_index = tf.constant(np.r_[np.full(current, -1), np.arange(exemplars)], tf.int32)
 
     def train_step(mode: str, n: int, flags_: tf.Tensor) -> Callable[[], Any]:
         model.set_objective(objectives[mode])
         model.make_train_function()
         step = model.train_function
-        batch = ({"item_ids": ids[:n], "is_exemplar": flags_[:n]}, targets[:n])
+        batch = ({"item_ids": ids[:n], "is_exemplar": flags_[:n],
+                  "exemplar_index": exemplar_index[:n]}, targets[:n])
         step(iter([batch]))  # trace now, while the model is in this mode
         return lambda: step(iter([batch]))
 
@@ -160,8 +167,7 @@ def main(argv: list[str]) -> None:
         rep = tf.stop_gradient(model.encoder(batch_ids, training=False))
         with tf.GradientTape() as tape:
             tape.watch(rep)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                batch_targets - 1, model.score(rep)))
+            loss = tf.reduce_mean(sparse_softmax_cross_entropy(batch_targets - 1, model.score(rep)))
         return tape.gradient(loss, [rep, model.encoder.item_embeddings])
 
     @tf.function
