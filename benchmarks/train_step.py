@@ -95,7 +95,13 @@ def time_fit(model: SessionRecommender, batches: list[tuple[dict, np.ndarray]]) 
     def dataset(items: list) -> tf.data.Dataset:
         features = {k: np.stack([b[0][k] for b in items]) for k in items[0][0]}
         targets = np.stack([b[1] for b in items])
-        return tf.data.Dataset.from_tensor_slices((features, targets)).prefetch(2)
+        # Autotuning off, as the runner's pipeline (data/pipeline.py): with it on, closing the
+        # iterator at the end of each `fit` waits for the autotuning thread's doubling sleep,
+        # so a pass took 5.12 s or 10.24 s whatever the steps needed (1,000 rows/s exactly).
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        dataset = tf.data.Dataset.from_tensor_slices((features, targets)).prefetch(2)
+        return dataset.with_options(options)
 
     model.fit(dataset(batches[: _WARMUP.value]), epochs=1, verbose=0)
     timed = dataset(batches[_WARMUP.value :])
