@@ -12,7 +12,7 @@ backward 24.2 ms against 8.3 ms for the function here. These compute the same va
   (``max(q) = 1 / sum(exp(s - max(s)))`` is at least ``1 / n``, so it never underflows).
 
 The values differ from TensorFlow's kernels only in rounding (the softmax's own exp and sum:
-a few float32 ulps); `tests/test_objectives.py` compares values and gradients with them.
+a few float32 ulps); `tests/test_softmax.py` compares values and gradients with them.
 """
 
 from __future__ import annotations
