@@ -374,14 +374,32 @@ def ndcg20(method: str, seed: str) -> str:
 
 
 def cpu_minutes(method: str, seed: str) -> str:
-    """CPU minutes of the run's timed processes (when they ran exactly the table's cycles)."""
+    """CPU minutes of the run's timed processes (when they ran exactly the table's cycles),
+    else the sum of its cycles' own CPU times (metrics.csv, in runs since it records them)."""
     folder = run_dir(method, seed)
     total = cycles_done(folder)
     spans = process_spans(folder, total)
-    if (FLAGS.cycles and total > FLAGS.cycles) or not whole_run_timing(spans, total) or not all(
+    if (not FLAGS.cycles or total <= FLAGS.cycles) and whole_run_timing(spans, total) and all(
             "cpu_seconds" in t for _, _, t in spans):
-        return "-"
-    return f"{sum(t['cpu_seconds'] for _, _, t in spans) / 60:.1f} min"
+        return f"{sum(t['cpu_seconds'] for _, _, t in spans) / 60:.1f} min"
+    costs = cycle_costs(method, seed)
+    return "-" if costs is None else f"sum of cycles {costs[0] / 60:.1f} min"
+
+
+def cycle_costs(method: str, seed: str, model: str = "sasrec") -> tuple[float, float] | None:
+    """(CPU seconds summed, largest peak RSS in GB) over the table's cycles of a run, from the
+    per-cycle columns of its metrics.csv; None unless every one of those cycles has both
+    (cycles run before the columns existed leave them empty)."""
+    path = os.path.join(run_dir(method, seed, model), "metrics.csv")
+    if not os.path.isfile(path):
+        return None
+    cycles = completed(method, seed, model)
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["cycle"]) in cycles]
+    if not rows or not all(r.get("cpu_seconds") and r.get("peak_rss_gb") for r in rows):
+        return None
+    return (sum(float(r["cpu_seconds"]) for r in rows),
+            max(float(r["peak_rss_gb"]) for r in rows))
 
 
 def kept_between_cycles(method: str, seed: str) -> str:
@@ -443,8 +461,12 @@ def run_time(method: str, seed: str, model: str = "sasrec") -> tuple[float, str,
     minutes = sum(sum(c[1:]) for c in cycles.values()) / 60
     if cycles and total_cycles > max(cycles):
         return minutes, "its cycles", "-"
-    rss = "; ".join(f"{t['peak_rss_gb']:.2f} GB (cycles {b + 1}-{a})"
-                    for b, a, t in spans if a > b)
+    costs = cycle_costs(method, seed, model)
+    if costs is not None:  # every cycle recorded its process's peak: their largest is the run's
+        rss = f"{costs[1]:.2f} GB"
+    else:
+        rss = "; ".join(f"{t['peak_rss_gb']:.2f} GB (cycles {b + 1}-{a})"
+                        for b, a, t in spans if a > b)
     how = "sum of phases" if total_cycles >= (FLAGS.cycles or 0) else "unfinished; phases so far"
     return minutes, how, rss or "-"
 

@@ -92,13 +92,17 @@ def test_a_missing_checkpoint_is_named(tmp_path):
 
 
 def test_metrics_rows_from_before_ndcg_are_written_with_empty_cells(tmp_path):
-    """A run resumed from a state written before NDCG existed keeps its old rows."""
+    """A run resumed from a state written before NDCG (and the per-cycle CPU time and peak
+    memory) existed keeps its old rows."""
     path = str(tmp_path / "metrics.csv")
-    old = {name: 1 for name in METRIC_COLUMNS if not name.startswith("ndcg")}
-    write_metrics_csv(path, [old, {**old, "cycle": 2, "ndcg20": 0.5, "ndcg10": 0.25}])
+    added = ("ndcg20", "ndcg10", "cpu_seconds", "peak_rss_gb")
+    old = {name: 1 for name in METRIC_COLUMNS if name not in added}
+    new = {**old, "cycle": 2, "ndcg20": 0.5, "ndcg10": 0.25, "cpu_seconds": 9.5,
+           "peak_rss_gb": 1.25}
+    write_metrics_csv(path, [old, new])
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == list(METRIC_COLUMNS)
-    assert list(METRIC_COLUMNS[-2:]) == ["ndcg20", "ndcg10"]
-    assert (rows[0]["ndcg20"], rows[0]["ndcg10"]) == ("", "")
-    assert (rows[1]["ndcg20"], rows[1]["ndcg10"]) == ("0.5", "0.25")
+    assert METRIC_COLUMNS[-len(added):] == added  # new columns go last: old readers keep theirs
+    assert [rows[0][k] for k in added] == ["", "", "", ""]
+    assert [rows[1][k] for k in added] == ["0.5", "0.25", "9.5", "1.25"]

@@ -98,3 +98,34 @@ def test_the_cost_table_reads_ndcg_cpu_time_and_what_the_last_cycle_kept(tmp_pat
         assert _cells(reproduce.cost_table(), "ader") == [
             "1-2", "25.00", "15.0 min", "10.0 min", "2.00 GB",
             "3.0 MB of files + teacher 1.0 MB"]
+
+
+def test_a_run_split_over_processes_adds_up_its_cycles_cpu_times_and_peaks(tmp_path):
+    """A run killed and resumed has no one process's timing; its cycles' columns stand in."""
+    _run(tmp_path, "0", [0.50, 0.52, 0.54])
+    folder = tmp_path / "DIGINETICA-ader-seed0"
+    with open(folder / "metrics.csv") as f:
+        lines = f.read().splitlines()
+    costs = [(60, 100, 1.9), (90, 200, 2.25), (30, 50, 2.0)]  # train s, CPU s, peak GB
+    lines = [lines[0] + ",epochs_run,train_seconds,selection_seconds,test_seconds,"
+             "cpu_seconds,peak_rss_gb"] + [line + f",3,{t},0,0,{cpu},{rss}"
+                                           for line, (t, cpu, rss) in zip(lines[1:], costs)]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    # The first process ran cycle 1; the one that ran cycles 2-3 was killed (no timing).
+    (folder / "timing.json").write_text(json.dumps(
+        [{"wall_seconds": 70, "peak_rss_gb": 1.9, "cpu_seconds": 100, "cycles_before": 0,
+          "cycles_after": 1}]))
+    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
+                             seeds=["0"], cycles=0):
+        cells = _cells(reproduce.cost_table(), "ader")
+    assert cells[2:5] == ["sum of cycles 5.8 min", "sum of phases 3.0 min", "2.25 GB"]
+    # A table of the first two cycles reads only theirs.
+    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
+                             seeds=["0"], cycles=2):
+        assert _cells(reproduce.cost_table(), "ader")[2] == "sum of cycles 5.0 min"
+    # A cycle from before the columns existed: the sums would be short, so none is given.
+    lines[1] = lines[1].rsplit(",", 2)[0] + ",,"
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
+                             seeds=["0"], cycles=0):
+        assert _cells(reproduce.cost_table(), "ader")[2] == "-"

@@ -78,6 +78,13 @@ def test_each_method_end_to_end(finished, name):
     assert os.path.isfile(os.path.join(root, "exemplars", "cycle_2.npz")) == keeps_exemplars
     assert (int(rows[1]["exemplars_kept"]) > 0) == keeps_exemplars
     assert os.path.isdir(runner.paths.saved_model(2)) == export
+    # Each cycle's own CPU time (not the process's so far: the test process ran other runs
+    # before) and the process's peak memory so far, which cannot fall.
+    for r in rows:
+        wall = sum(float(r[k]) for k in ("train_seconds", "selection_seconds", "test_seconds"))
+        assert 0 < float(r["cpu_seconds"]) <= (wall + 10) * os.cpu_count()
+    peaks = [float(r["peak_rss_gb"]) for r in rows]
+    assert 0.1 < peaks[0] <= peaks[1]
     for file in ("summary.json", "metrics.png", "Training_logs.txt", "config.json"):
         assert os.path.isfile(os.path.join(root, file))
     with open(os.path.join(root, "Training_logs.txt")) as f:

@@ -34,7 +34,7 @@ from ader_tf.io_utils import one_line, read_json, write_json_atomic, write_text_
 METRIC_COLUMNS = (
     "cycle", "epochs_run", "best_epoch", "mrr20", "recall20", "mrr10", "recall10",
     "test_examples", "lambda", "exemplars_kept", "train_seconds", "selection_seconds",
-    "test_seconds", "ndcg20", "ndcg10",
+    "test_seconds", "ndcg20", "ndcg10", "cpu_seconds", "peak_rss_gb",
 )
 
 # What a resumed run reads of each finished cycle's record (the resume point and the summary).
@@ -239,8 +239,8 @@ def _state_problem(data: Any) -> str | None:
 def write_metrics_csv(path: str, rows: list[dict[str, Any]]) -> None:
     """Writes all per-cycle rows at once (atomically).
 
-    Rows of cycles finished before a column existed (NDCG, in runs resumed from older state)
-    leave it empty.
+    Rows of cycles finished before a column existed (NDCG, CPU time and peak memory, in runs
+    resumed from older state) leave it empty.
     """
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, restval="", extrasaction="ignore")

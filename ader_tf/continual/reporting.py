@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import resource
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,12 @@ from ader_tf.config import Config
 from ader_tf.io_utils import write_json_atomic, write_text_atomic
 
 MEAN_KEYS = ("mrr20", "recall20", "mrr10", "recall10")
+
+
+def peak_rss_gb() -> float:
+    """The largest resident memory this process has had so far, in GB (2**30 bytes)."""
+    # Linux reports ru_maxrss in KiB (macOS in bytes; not a platform this package runs on).
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
 
 
 class RunLog:

@@ -38,7 +38,7 @@ from ader_tf.continual.artifacts import (
     write_metrics_csv,
 )
 from ader_tf.continual.methods import CycleContext, Method, make_method
-from ader_tf.continual.reporting import RunLog, write_plot, write_summary
+from ader_tf.continual.reporting import RunLog, peak_rss_gb, write_plot, write_summary
 from ader_tf.continual.teacher import frozen_teacher
 from ader_tf.continual.workers import (
     COLLECTIVE_ERRORS,
@@ -695,7 +695,13 @@ class ContinualRunner:
             self.runlog.note(f"Resumed at cycle {first}.")
         started = time.time()
         for cycle in range(first, self.num_cycles + 1):
+            cpu_start = time.process_time()
             row = self.run_cycle(cycle)
+            # What the cycle cost this process: CPU time (all threads; a shared machine's
+            # load stretches wall time, not this) and the peak memory so far, so that a run
+            # split over several processes still adds up to its whole cost.
+            row["cpu_seconds"] = round(time.process_time() - cpu_start, 1)
+            row["peak_rss_gb"] = peak_rss_gb()
             self.state.cycles.append(row)
             self._write_outputs()
             self.on_phase(cycle, "outputs_written")
