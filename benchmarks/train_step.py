@@ -5,7 +5,10 @@ Usage:
 
 Cycle 1: batches of 256 examples, plain cross-entropy over items 1..max(period_0).
 Cycle 2: 256 current rows + 264 exemplar rows, distillation from a frozen teacher over the
-cycle-1 items, student scoring over items 1..max(period_0, period_1).
+cycle-1 items, student scoring over items 1..max(period_0, period_1). As in the runner
+(continual/methods/ader.py), the teacher's session vectors of the exemplar rows are computed once
+per cycle (`Distillation.cache_teacher_vectors`, untimed) and the step scores them
+(`--cache_teacher_vectors=false` runs the teacher's encoder on the exemplar rows of every step).
 Model: d=150, maxlen 50, 2 blocks, 1 head, dropout 0.3. The item table is sized as the runner
 sizes it: max_item + 1 rows at cycle 1, grown (`grow_items`) to cycle 2's max_item + 1 rows,
 with the initialiser limit of DIGINETICA's 43,136 items (`--num_items` fixes one size instead;
@@ -13,7 +16,9 @@ the original's table had 43,136 + 1 rows at every cycle).
 The last line printed is one JSON object:
     {"cycle1": {"examples_per_second": ...}, "cycle2": {"examples_per_second": ...}, ...}
 (rows of both kinds counted). The reference runs 405 (cycle 1) and 356 (cycle 2) rows/s on
-the 2-core machine (../shared/parity/reference_runs/README.md).
+the 2-core machine (../shared/parity/reference_runs/README.md) on another day;
+benchmarks/original_step.py times the original and this step in one run, interleaved, on the
+batches and models built here (`sample_batches`, `cycle1_model`, `cycle2_model`).
 """
 
 from __future__ import annotations
@@ -47,8 +52,12 @@ _TRIM = flags.DEFINE_bool("trim_padding", True, "Trim all-padding columns per ba
 _GROUPS = flags.DEFINE_integer("length_groups", 4, "Length-sorted row groups per batch.")
 _THREADS = flags.DEFINE_integer("threads", 0, "intra/inter-op threads (0: TensorFlow default).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for batch sampling and initialisation.")
+_CACHE = flags.DEFINE_bool(
+    "cache_teacher_vectors", True,
+    "Cycle 2: score cached teacher vectors of the exemplar rows, as the runner does.")
 
 MAXLEN, BATCH, EXEMPLAR_ROWS = 50, 256, 264
+KD_WEIGHT, LEARNING_RATE = 0.5, 5e-4
 REFERENCE = {"cycle1": 405.0, "cycle2": 356.0}
 
 
@@ -67,7 +76,55 @@ def period_examples(path: str, maxlen: int = MAXLEN) -> tuple[np.ndarray, np.nda
     return np.stack(inputs), np.asarray(targets, np.int32), int(clicks["item"].max())
 
 
-def build_model(num_items: int, seed: int) -> SessionRecommender:
+def sample_batches(
+    inputs: np.ndarray, targets: np.ndarray, steps: int, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Rows drawn from the examples, without replacement within a batch.
+
+    Returns {"cycle1": (ids [steps, 256, maxlen], targets [steps, 256]), "cycle2": (ids [steps,
+    520, maxlen], targets [steps, 520])}; a cycle-2 batch's first 256 rows are its current
+    rows, the other 264 its exemplar rows.
+    """
+    rng = np.random.default_rng(seed)
+    batches = {}
+    for cycle, rows in (("cycle1", BATCH), ("cycle2", BATCH + EXEMPLAR_ROWS)):
+        index = np.stack([rng.choice(len(targets), rows, replace=False) for _ in range(steps)])
+        batches[cycle] = (inputs[index], targets[index])
+    return batches
+
+
+def cycle1_features(ids: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Features of cycle-1 batches ids [steps, 256, L]: every row current."""
+    is_current = np.zeros(BATCH, np.float32)
+    return [{"item_ids": batch, "is_exemplar": is_current} for batch in ids]
+
+
+def cycle2_features(ids: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Features of cycle-2 batches ids [steps, 520, L]: the exemplar rows of batch i are rows
+    i * 264 .. (i + 1) * 264 - 1 of the exemplar set (`exemplar_set`)."""
+    is_exemplar = np.r_[np.zeros(BATCH), np.ones(EXEMPLAR_ROWS)].astype(np.float32)
+    return [
+        {
+            "item_ids": batch,
+            "is_exemplar": is_exemplar,
+            "exemplar_index": np.r_[
+                np.full(BATCH, -1), i * EXEMPLAR_ROWS + np.arange(EXEMPLAR_ROWS)
+            ].astype(np.int32),
+        }
+        for i, batch in enumerate(ids)
+    ]
+
+
+def exemplar_set(ids: np.ndarray) -> np.ndarray:
+    """The exemplar rows of cycle-2 batches ids [steps, 520, L], batch by batch."""
+    return ids[:, BATCH:].reshape(-1, ids.shape[-1])
+
+
+def cycle1_model(
+    num_items: int, max_item: int, seed: int, trim_padding: bool = True, length_groups: int = 4
+) -> SessionRecommender:
+    """The cycle-1 model: d=150, maxlen 50, 2 blocks, 1 head, dropout 0.3, plain cross-entropy
+    over items 1..max_item, `num_items + 1` table rows initialised as for 43,136 items."""
     encoder = SASRecEncoder(
         num_items,
         150,
@@ -77,13 +134,50 @@ def build_model(num_items: int, seed: int) -> SessionRecommender:
         dropout_rate=0.3,
         seed=seed,
         init_items=_INIT_ITEMS,
-        trim_padding=_TRIM.value,
-        length_groups=_GROUPS.value,
+        trim_padding=trim_padding,
+        length_groups=length_groups,
     )
     model = SessionRecommender(encoder)
-    model.compile(optimizer=make_optimizer(5e-4))
+    model.compile(optimizer=make_optimizer(LEARNING_RATE))
     model.build_all(MAXLEN)
+    model.set_max_item(max_item)
     return model
+
+
+def cycle2_model(
+    model: SessionRecommender,
+    max_item_1: int,
+    max_item_2: int,
+    num_items: int = 0,
+    exemplars: np.ndarray | None = None,
+) -> SessionRecommender:
+    """The cycle-2 student: ``model`` grown to max(num_items, max_item_2) items, scoring items
+    1..max_item_2, cross-entropy plus distillation from ``model`` frozen (items 1..max_item_1).
+
+    With ``exemplars`` (the exemplar set, [E, L]) the teacher's vectors of those rows are
+    cached, as the runner does at each cycle's start; batches then need ``exemplar_index``.
+    """
+    teacher = frozen_teacher(model, max_item_1)
+    model = grow_items(model, max(num_items, max_item_2))
+    model.set_max_item(max_item_2)
+    distillation = Distillation(teacher, KD_WEIGHT)
+    if exemplars is not None:
+        distillation.cache_teacher_vectors(exemplars)
+    model.set_objective(combine(CrossEntropy(), distillation))
+    return model
+
+
+def fit_dataset(batches: list[tuple[dict, np.ndarray]]) -> tf.data.Dataset:
+    """The batches (features, targets) as a dataset for `fit`, one element per batch."""
+    features = {k: np.stack([b[0][k] for b in batches]) for k in batches[0][0]}
+    targets = np.stack([b[1] for b in batches])
+    # Autotuning off, as the runner's pipeline (data/pipeline.py): with it on, closing the
+    # iterator at the end of each `fit` waits for the autotuning thread's doubling sleep,
+    # so a pass took 5.12 s or 10.24 s whatever the steps needed (1,000 rows/s exactly).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    dataset = tf.data.Dataset.from_tensor_slices((features, targets)).prefetch(2)
+    return dataset.with_options(options)
 
 
 def time_fit(model: SessionRecommender, batches: list[tuple[dict, np.ndarray]]) -> list[float]:
@@ -91,20 +185,8 @@ def time_fit(model: SessionRecommender, batches: list[tuple[dict, np.ndarray]]) 
 
     The machine is shared, so the median of a few passes is reported rather than one pass.
     """
-
-    def dataset(items: list) -> tf.data.Dataset:
-        features = {k: np.stack([b[0][k] for b in items]) for k in items[0][0]}
-        targets = np.stack([b[1] for b in items])
-        # Autotuning off, as the runner's pipeline (data/pipeline.py): with it on, closing the
-        # iterator at the end of each `fit` waits for the autotuning thread's doubling sleep,
-        # so a pass took 5.12 s or 10.24 s whatever the steps needed (1,000 rows/s exactly).
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        dataset = tf.data.Dataset.from_tensor_slices((features, targets)).prefetch(2)
-        return dataset.with_options(options)
-
-    model.fit(dataset(batches[: _WARMUP.value]), epochs=1, verbose=0)
-    timed = dataset(batches[_WARMUP.value :])
+    model.fit(fit_dataset(batches[: _WARMUP.value]), epochs=1, verbose=0)
+    timed = fit_dataset(batches[_WARMUP.value :])
     seconds = []
     for _ in range(_REPEATS.value):
         start = time.perf_counter()
@@ -121,36 +203,26 @@ def main(argv: list[str]) -> None:
     inputs, targets, max_item_1 = period_examples(os.path.join(_DATA_DIR.value, "period_0.txt"))
     _, _, max_item_p1 = period_examples(os.path.join(_DATA_DIR.value, "period_1.txt"))
     max_item_2 = max(max_item_1, max_item_p1)
-    rng = np.random.default_rng(_SEED.value)
-    steps = _WARMUP.value + _STEPS.value
-
-    def sample(rows: int) -> tuple[np.ndarray, np.ndarray]:
-        index = rng.choice(len(targets), rows, replace=False)
-        return inputs[index], targets[index]
+    batches = sample_batches(inputs, targets, _WARMUP.value + _STEPS.value, _SEED.value)
 
     # === Cycle 1: plain cross-entropy ===
-    model = build_model(_NUM_ITEMS.value or max_item_1, _SEED.value)
-    model.set_max_item(max_item_1)
-    batches, widths = [], []
-    for _ in range(steps):
-        ids, tgt = sample(BATCH)
-        batches.append(({"item_ids": ids, "is_exemplar": np.zeros(BATCH, np.float32)}, tgt))
-        widths.append(int((ids != 0).sum(1).max()))
-    cycle1_runs = [BATCH / t for t in time_fit(model, batches)]
+    model = cycle1_model(_NUM_ITEMS.value or max_item_1, max_item_1, _SEED.value,
+                         _TRIM.value, _GROUPS.value)
+    ids, tgt = batches["cycle1"]
+    widths = (ids != 0).sum(2).max(1)
+    cycle1_runs = [BATCH / t for t in time_fit(model, list(zip(cycle1_features(ids), tgt)))]
     cycle1 = float(np.median(cycle1_runs))
 
     # === Cycle 2: current rows + exemplar rows distilled from the cycle-1 model ===
-    teacher = frozen_teacher(model, max_item_1)
-    model = grow_items(model, max(_NUM_ITEMS.value, max_item_2))
-    model.set_max_item(max_item_2)
-    model.set_objective(combine(CrossEntropy(), Distillation(teacher, 0.5)))
+    ids, tgt = batches["cycle2"]
+    model = cycle2_model(model, max_item_1, max_item_2, _NUM_ITEMS.value,
+                         exemplar_set(ids) if _CACHE.value else None)
+    features = cycle2_features(ids)
+    if not _CACHE.value:
+        for f in features:
+            del f["exemplar_index"]
     rows = BATCH + EXEMPLAR_ROWS
-    is_exemplar = np.concatenate([np.zeros(BATCH), np.ones(EXEMPLAR_ROWS)]).astype(np.float32)
-    batches = []
-    for _ in range(steps):
-        ids, tgt = sample(rows)
-        batches.append(({"item_ids": ids, "is_exemplar": is_exemplar}, tgt))
-    cycle2_runs = [rows / t for t in time_fit(model, batches)]
+    cycle2_runs = [rows / t for t in time_fit(model, list(zip(features, tgt)))]
     cycle2 = float(np.median(cycle2_runs))
 
     result = {
@@ -172,6 +244,7 @@ def main(argv: list[str]) -> None:
             "trim_padding": _TRIM.value,
             "length_groups": _GROUPS.value,
             "threads": _THREADS.value or "default",
+            "cache_teacher_vectors": _CACHE.value,
             "steps": _STEPS.value,
             "cycle1_batch_width_mean": round(float(np.mean(widths)), 1),
         },
