@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from benchmarks.original_step import format_table, round_schedule, summarize
+from benchmarks.interleaved import format_table, round_schedule, summarize
 from benchmarks.original_worker import PREFIX, serve
 
 
