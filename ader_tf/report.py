@@ -91,12 +91,14 @@ def plot(runs: dict[str, Run], path: str, references: dict[str, Run] | None = No
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    colours = {}
+    # Matplotlib's default cycle has 10 colours: with more runs, two would share one.
+    palette = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20").colors
+    colours = {name: palette[i % len(palette)] for i, name in enumerate(runs)}
     for name, run in runs.items():
         cycles = sorted(run)
         for ax, key in zip(axes, ("recall20", "mrr20")):
-            (line,) = ax.plot(cycles, [100 * run[c][key] for c in cycles], marker="o", label=name)
-            colours[name] = line.get_color()
+            ax.plot(cycles, [100 * run[c][key] for c in cycles], marker="o", label=name,
+                    color=colours[name])
     for name, run in (references or {}).items():
         cycles = sorted(run)
         for ax, key in zip(axes, ("recall20", "mrr20")):
@@ -107,9 +109,10 @@ def plot(runs: dict[str, Run], path: str, references: dict[str, Run] | None = No
         ax.set_xlabel("cycle")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8)
+    # Beside the plots, not over their lines (a table of a dozen methods has a long legend).
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -63,3 +63,21 @@ def test_plot_draws_references_dashed_in_their_runs_colour(tmp_path, monkeypatch
     assert solid.get_label() == "ader" and dashed.get_label() == "paper ader"
     assert dashed.get_linestyle() == "--" and dashed.get_color() == solid.get_color()
     assert list(dashed.get_ydata()) == [49.5, 50.8]
+
+
+def test_a_dozen_runs_get_a_dozen_colours(tmp_path, monkeypatch):
+    """Matplotlib's default colour cycle repeats after 10 lines; a table of 12 methods must not
+    draw two of them in one colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ader_tf import report
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    runs = {f"method{i}": {1: {"recall20": 0.4 + i / 100, "mrr20": 0.1}} for i in range(12)}
+    report.plot(runs, str(tmp_path / "plot.png"))
+    colours = [line.get_color() for line in figures[0].axes[0].get_lines()]
+    assert len(colours) == 12 and len(set(map(tuple, colours))) == 12
