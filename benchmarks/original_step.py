@@ -121,10 +121,7 @@ class OursStep:
             self.model = train_step.cycle2_model(
                 self.model, meta["max_item_1"], meta["max_item_2"], num_items,
                 train_step.exemplar_set(ids) if cache else None)
-            features = train_step.cycle2_features(ids)
-            if not cache:
-                for f in features:
-                    del f["exemplar_index"]
+            features = train_step.cycle2_features(ids, indexed=cache)
         batches = list(zip(features, targets))
         warmup = meta["warmup"]
         self.model.fit(train_step.fit_dataset(batches[:warmup]), epochs=1, verbose=0)

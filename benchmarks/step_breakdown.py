@@ -38,6 +38,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ader_tf.continual.runner import ORIGINAL_TABLE_ITEMS  # noqa: E402
 from ader_tf.continual.teacher import frozen_teacher  # noqa: E402
 from ader_tf.data.cycles import ContinualData  # noqa: E402
 from ader_tf.data.pipeline import batch_count  # noqa: E402
@@ -119,7 +120,8 @@ def run_product_flops(run_dir: str, period_dir: str, d: int) -> tuple[float, lis
 
 def build_model(seed: int) -> SessionRecommender:
     encoder = SASRecEncoder(_TABLE.value or _ITEMS.value, _HIDDEN.value, 50, 2, 1,
-                            dropout_rate=0.3, seed=seed, init_items=43136)
+                            dropout_rate=0.3, seed=seed,
+                            init_items=ORIGINAL_TABLE_ITEMS["DIGINETICA"])
     model = SessionRecommender(encoder)
     model.compile(optimizer=make_optimizer(5e-4))
     model.build_all(50)

@@ -35,7 +35,9 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ader_tf.continual.runner import ORIGINAL_TABLE_ITEMS  # noqa: E402
 from ader_tf.continual.teacher import frozen_teacher  # noqa: E402
+from ader_tf.data.pipeline import untuned_options  # noqa: E402
 from ader_tf.models.growth import grow_items  # noqa: E402
 from ader_tf.models.recommender import SessionRecommender, make_optimizer  # noqa: E402
 from ader_tf.models.sasrec import SASRecEncoder  # noqa: E402
@@ -47,7 +49,6 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed passes; the median is repor
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps per cycle (tracing, allocation).")
 _NUM_ITEMS = flags.DEFINE_integer(
     "num_items", 0, "Item table size at both cycles (0: max_item, as the runner's tables).")
-_INIT_ITEMS = 43136  # DIGINETICA's item count: the runner's ORIGINAL_TABLE_ITEMS
 _TRIM = flags.DEFINE_bool("trim_padding", True, "Trim all-padding columns per batch.")
 _GROUPS = flags.DEFINE_integer("length_groups", 4, "Length-sorted row groups per batch.")
 _THREADS = flags.DEFINE_integer("threads", 0, "intra/inter-op threads (0: TensorFlow default).")
@@ -99,20 +100,18 @@ def cycle1_features(ids: np.ndarray) -> list[dict[str, np.ndarray]]:
     return [{"item_ids": batch, "is_exemplar": is_current} for batch in ids]
 
 
-def cycle2_features(ids: np.ndarray) -> list[dict[str, np.ndarray]]:
-    """Features of cycle-2 batches ids [steps, 520, L]: the exemplar rows of batch i are rows
-    i * 264 .. (i + 1) * 264 - 1 of the exemplar set (`exemplar_set`)."""
+def cycle2_features(ids: np.ndarray, indexed: bool = True) -> list[dict[str, np.ndarray]]:
+    """Features of cycle-2 batches ids [steps, 520, L]. With ``indexed`` (cached teacher
+    vectors), the exemplar rows of batch i are rows i * 264 .. (i + 1) * 264 - 1 of the
+    exemplar set (`exemplar_set`), given as ``exemplar_index``."""
     is_exemplar = np.r_[np.zeros(BATCH), np.ones(EXEMPLAR_ROWS)].astype(np.float32)
-    return [
-        {
-            "item_ids": batch,
-            "is_exemplar": is_exemplar,
-            "exemplar_index": np.r_[
+    features = [{"item_ids": batch, "is_exemplar": is_exemplar} for batch in ids]
+    if indexed:
+        for i, f in enumerate(features):
+            f["exemplar_index"] = np.r_[
                 np.full(BATCH, -1), i * EXEMPLAR_ROWS + np.arange(EXEMPLAR_ROWS)
-            ].astype(np.int32),
-        }
-        for i, batch in enumerate(ids)
-    ]
+            ].astype(np.int32)
+    return features
 
 
 def exemplar_set(ids: np.ndarray) -> np.ndarray:
@@ -133,7 +132,7 @@ def cycle1_model(
         1,
         dropout_rate=0.3,
         seed=seed,
-        init_items=_INIT_ITEMS,
+        init_items=ORIGINAL_TABLE_ITEMS["DIGINETICA"],
         trim_padding=trim_padding,
         length_groups=length_groups,
     )
@@ -171,13 +170,11 @@ def fit_dataset(batches: list[tuple[dict, np.ndarray]]) -> tf.data.Dataset:
     """The batches (features, targets) as a dataset for `fit`, one element per batch."""
     features = {k: np.stack([b[0][k] for b in batches]) for k in batches[0][0]}
     targets = np.stack([b[1] for b in batches])
-    # Autotuning off, as the runner's pipeline (data/pipeline.py): with it on, closing the
-    # iterator at the end of each `fit` waits for the autotuning thread's doubling sleep,
-    # so a pass took 5.12 s or 10.24 s whatever the steps needed (1,000 rows/s exactly).
-    options = tf.data.Options()
-    options.autotune.enabled = False
+    # Autotuning off, as in the runner's pipeline: with it on, closing the iterator at the end
+    # of each `fit` waits for the autotuning thread's doubling sleep, so a pass took 5.12 s or
+    # 10.24 s whatever the steps needed (1,000 rows/s exactly).
     dataset = tf.data.Dataset.from_tensor_slices((features, targets)).prefetch(2)
-    return dataset.with_options(options)
+    return dataset.with_options(untuned_options())
 
 
 def time_fit(model: SessionRecommender, batches: list[tuple[dict, np.ndarray]]) -> list[float]:
@@ -217,10 +214,7 @@ def main(argv: list[str]) -> None:
     ids, tgt = batches["cycle2"]
     model = cycle2_model(model, max_item_1, max_item_2, _NUM_ITEMS.value,
                          exemplar_set(ids) if _CACHE.value else None)
-    features = cycle2_features(ids)
-    if not _CACHE.value:
-        for f in features:
-            del f["exemplar_index"]
+    features = cycle2_features(ids, indexed=_CACHE.value)
     rows = BATCH + EXEMPLAR_ROWS
     cycle2_runs = [rows / t for t in time_fit(model, list(zip(features, tgt)))]
     cycle2 = float(np.median(cycle2_runs))

@@ -24,6 +24,13 @@ def value_and_gradient(fn, x: tf.Tensor, upstream: tf.Tensor) -> tuple[np.ndarra
     return loss.numpy(), tape.gradient(loss, x, output_gradients=upstream).numpy()
 
 
+def ours_and_theirs(ours, theirs, x: tf.Tensor, upstream: tf.Tensor, compiled: bool) -> tuple:
+    """(loss, gradient) of ``ours`` and of TensorFlow's ``theirs`` at ``x``, eager or compiled."""
+    if compiled:
+        ours, theirs = tf.function(ours), tf.function(theirs)
+    return value_and_gradient(ours, x, upstream), value_and_gradient(theirs, x, upstream)
+
+
 @pytest.mark.parametrize("compiled", [False, True])
 def test_sparse_matches_tensorflow(compiled: bool) -> None:
     x = logits()
@@ -32,16 +39,10 @@ def test_sparse_matches_tensorflow(compiled: bool) -> None:
     labels = tf.tensor_scatter_nd_update(labels, [[1]], [8])  # the underflowing target: loss 200+
     upstream = tf.constant(rng.random(x.shape[0]).astype(np.float32))
 
-    def ours(v: tf.Tensor) -> tf.Tensor:
-        return sparse_softmax_cross_entropy(labels, v)
-
-    def theirs(v: tf.Tensor) -> tf.Tensor:
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=v)
-
-    if compiled:
-        ours, theirs = tf.function(ours), tf.function(theirs)
-    loss, grad = value_and_gradient(ours, x, upstream)
-    want_loss, want_grad = value_and_gradient(theirs, x, upstream)
+    (loss, grad), (want_loss, want_grad) = ours_and_theirs(
+        lambda v: sparse_softmax_cross_entropy(labels, v),
+        lambda v: tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=v),
+        x, upstream, compiled)
     assert np.all(np.isfinite(loss)) and loss[1] > 190
     np.testing.assert_allclose(loss, want_loss, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(grad, want_grad, rtol=0, atol=1e-6)
@@ -53,16 +54,10 @@ def test_dense_matches_tensorflow(compiled: bool) -> None:
     labels = tf.nn.softmax(logits(seed=2, scale=2.0))  # a teacher's distribution
     upstream = tf.constant(np.random.default_rng(3).random(x.shape[0]).astype(np.float32))
 
-    def ours(v: tf.Tensor) -> tf.Tensor:
-        return softmax_cross_entropy(labels, v)
-
-    def theirs(v: tf.Tensor) -> tf.Tensor:
-        return tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=v)
-
-    if compiled:
-        ours, theirs = tf.function(ours), tf.function(theirs)
-    loss, grad = value_and_gradient(ours, x, upstream)
-    want_loss, want_grad = value_and_gradient(theirs, x, upstream)
+    (loss, grad), (want_loss, want_grad) = ours_and_theirs(
+        lambda v: softmax_cross_entropy(labels, v),
+        lambda v: tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=v),
+        x, upstream, compiled)
     np.testing.assert_allclose(loss, want_loss, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(grad, want_grad, rtol=0, atol=1e-6)
 

@@ -131,10 +131,10 @@ def _to_dataset(make_iterator, num_batches: int, prefetch: int = 2) -> tf.data.D
     dataset = tf.data.Dataset.from_generator(make_iterator, output_signature=batch_signature())
     # A known length lets Keras size its loop and progress without "ran out of data" noise.
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
-    return dataset.prefetch(prefetch).with_options(_untuned_options())
+    return dataset.prefetch(prefetch).with_options(untuned_options())
 
 
-def _untuned_options() -> tf.data.Options:
+def untuned_options() -> tf.data.Options:
     """Options with tf.data's autotuning off.
 
     Nothing here has a tunable parameter (one generator, a fixed prefetch). With autotuning on,
