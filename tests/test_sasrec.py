@@ -88,6 +88,28 @@ def test_trimming_and_length_groups_change_nothing(num_heads: int) -> None:
         np.testing.assert_allclose(grouped.predict_logits(full).numpy(), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("rows, groups", [(256, 4), (37, 3), (3, 4), (0, 4), (40, 20)])
+def test_length_group_bounds_pad_least(rows: int, groups: int) -> None:
+    """The cuts cover every row in order and cost no more than any other cuts on the grid
+    (brute force), equal-sized groups included."""
+    import itertools
+
+    lengths = np.sort(np.random.default_rng(rows).geometric(0.25, rows).clip(1, 50))
+    bounds = sasrec_module.length_group_bounds(tf.constant(lengths), groups).numpy()
+    assert bounds.shape == (groups + 1,) and bounds[0] == 0 and bounds[-1] == rows
+    assert np.all(np.diff(bounds) >= 0)
+
+    def cost(cuts) -> int:
+        return sum((end - start) * lengths[end - 1] for start, end in zip(cuts, cuts[1:])
+                   if end > start)
+
+    grid = max(16, groups)
+    best = min(cost([0, *[(rows * c) // grid for c in inner], rows])
+               for inner in itertools.combinations(range(1, grid), groups - 1))
+    assert cost(list(bounds)) == best
+    assert best <= cost([(rows * g) // groups for g in range(groups + 1)])
+
+
 def test_widths_do_not_retrace() -> None:
     model = tiny_sasrec_model()
     rng = np.random.default_rng(0)

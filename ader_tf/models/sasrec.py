@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ader_tf.models.encoder import SessionEncoder, check_count
@@ -22,6 +24,41 @@ def trim_left_padding(item_ids: tf.Tensor) -> tf.Tensor:
     first = tf.cast(tf.argmax(tf.cast(any_item, tf.int32)), tf.int32)
     first = tf.where(tf.reduce_any(any_item), first, tf.maximum(width - 1, 0))
     return item_ids[:, first:]
+
+
+# Group boundaries are searched among multiples of rows / _BOUND_GRID.
+_BOUND_GRID = 16
+
+
+def length_group_bounds(sorted_lengths: tf.Tensor, groups: int) -> tf.Tensor:
+    """Where to cut rows sorted by length into ``groups`` groups: int32 [groups + 1].
+
+    Each group is encoded at the width of its longest row, so a group of n rows costs about
+    n x width. The cuts minimise the sum of those costs over cuts at multiples of rows / 16
+    (every choice of ``groups - 1`` of the 15 inner ones: 455 for 4 groups, evaluated at
+    once). On DIGINETICA's cycle-1 training batches of 256 rows (about 1,030 items each)
+    4 groups then encode 1,408-1,456 positions (3 batches checked) where equal-sized groups
+    encoded 2,330 on average. With more than 16 groups the groups are equal-sized. Which
+    rows share a group changes no row's result, only the work; but dropout masks are drawn
+    per group, so other groups draw other (equally distributed) masks.
+
+    Args:
+        sorted_lengths: int [rows], the rows' item counts in ascending order.
+        groups: The number of groups (>= 1).
+    """
+    sorted_lengths = tf.cast(sorted_lengths, tf.int32)
+    rows = tf.shape(sorted_lengths)[0]
+    grid = max(_BOUND_GRID, groups)
+    inner = np.array(list(itertools.combinations(range(1, grid), groups - 1)), np.int32)
+    inner = inner.reshape(len(inner), groups - 1)
+    steps = np.concatenate([np.zeros((len(inner), 1), np.int32), inner,
+                            np.full((len(inner), 1), grid, np.int32)], axis=1)
+    cuts = (rows * tf.constant(steps)) // grid  # [choices, groups + 1]
+    # A group's width: the length of its last row (at least 1, as trimming keeps a column);
+    # index c - 1 of the lengths is index c of [1, lengths] (empty groups cost nothing).
+    widths = tf.gather(tf.concat([[1], tf.maximum(sorted_lengths, 1)], 0), cuts[:, 1:])
+    cost = tf.reduce_sum((cuts[:, 1:] - cuts[:, :-1]) * widths, axis=1)
+    return cuts[tf.argmin(cost, output_type=tf.int32)]
 
 
 @keras.saving.register_keras_serializable(package="ader_tf")
@@ -51,7 +88,8 @@ class SASRecEncoder(SessionEncoder):
             result, less work). Turn off where static shapes are needed (XLA).
         length_groups: With trimming, encode the batch as this many groups of rows sorted by
             length, each trimmed to its own longest row (same result per row; short sessions
-            stop paying for the batch's longest one).
+            stop paying for the batch's longest one). The group boundaries are chosen per
+            batch to pad the fewest positions (see `length_group_bounds`).
         **kwargs: Forwarded to `keras.layers.Layer`.
     """
 
@@ -151,11 +189,10 @@ class SASRecEncoder(SessionEncoder):
         lengths = tf.reduce_sum(tf.cast(tf.not_equal(item_ids, 0), tf.int32), axis=1)
         order = tf.argsort(lengths, stable=True)
         sorted_ids = tf.gather(item_ids, order)
-        rows = tf.shape(item_ids)[0]
-        bounds = [(rows * g) // self.length_groups for g in range(self.length_groups + 1)]
+        bounds = length_group_bounds(tf.gather(lengths, order), self.length_groups)
         outputs = [
-            self._encode(trim_left_padding(sorted_ids[start:end]), training)
-            for start, end in zip(bounds[:-1], bounds[1:], strict=True)
+            self._encode(trim_left_padding(sorted_ids[bounds[g]:bounds[g + 1]]), training)
+            for g in range(self.length_groups)
         ]
         return tf.gather(tf.concat(outputs, axis=0), tf.math.invert_permutation(order))
 
