@@ -34,13 +34,14 @@ def length_group_bounds(sorted_lengths: tf.Tensor, groups: int) -> tf.Tensor:
     """Where to cut rows sorted by length into ``groups`` groups: int32 [groups + 1].
 
     Each group is encoded at the width of its longest row, so a group of n rows costs about
-    n x width. The cuts minimise the sum of those costs over cuts at multiples of rows / 16
-    (every choice of ``groups - 1`` of the 15 inner ones: 455 for 4 groups, evaluated at
-    once). On DIGINETICA's cycle-1 training batches of 256 rows (about 1,030 items each)
-    4 groups then encode 1,408-1,456 positions (3 batches checked) where equal-sized groups
-    encoded 2,330 on average. With more than 16 groups the groups are equal-sized. Which
-    rows share a group changes no row's result, only the work; but dropout masks are drawn
-    per group, so other groups draw other (equally distributed) masks.
+    n x width. The cuts minimise the sum of those costs over equal-sized groups and cuts at
+    multiples of rows / 16 (every choice of ``groups - 1`` of the 15 inner ones: 455 for 4
+    groups, evaluated at once). On DIGINETICA's cycle-1 training batches of 256 rows (about
+    1,030 items each) 4 groups then encode 1,408-1,456 positions (3 batches checked) where
+    equal-sized groups encoded 2,330 on average. With more than 16 groups the groups are
+    equal-sized. Which rows share a group changes a row's result only by float32 rounding
+    (products over other row counts), but dropout masks are drawn per group, so other groups
+    draw other (equally distributed) masks.
 
     Args:
         sorted_lengths: int [rows], the rows' item counts in ascending order.
@@ -51,9 +52,14 @@ def length_group_bounds(sorted_lengths: tf.Tensor, groups: int) -> tf.Tensor:
     grid = max(_BOUND_GRID, groups)
     inner = np.array(list(itertools.combinations(range(1, grid), groups - 1)), np.int32)
     inner = inner.reshape(len(inner), groups - 1)
-    steps = np.concatenate([np.zeros((len(inner), 1), np.int32), inner,
-                            np.full((len(inner), 1), grid, np.int32)], axis=1)
-    cuts = (rows * tf.constant(steps)) // grid  # [choices, groups + 1]
+    # Cuts as fractions of the rows over grid * groups: first the equal-sized groups (the
+    # first of equal costs wins: batches of similar lengths, e.g. evaluation's length-sorted
+    # ones, keep them), then every choice of cuts on the grid.
+    equal = np.arange(groups + 1, dtype=np.int32)[None] * grid
+    on_grid = np.concatenate([np.zeros((len(inner), 1), np.int32), inner,
+                              np.full((len(inner), 1), grid, np.int32)], axis=1) * groups
+    fractions = np.concatenate([equal, on_grid])
+    cuts = (rows * tf.constant(fractions)) // (grid * groups)  # [choices, groups + 1]
     # A group's width: the length of its last row (at least 1, as trimming keeps a column);
     # index c - 1 of the lengths is index c of [1, lengths] (empty groups cost nothing).
     widths = tf.gather(tf.concat([[1], tf.maximum(sorted_lengths, 1)], 0), cuts[:, 1:])
