@@ -112,7 +112,7 @@ METRICS = ("mrr20", "recall20", "mrr10", "recall10")
 
 @pytest.mark.parametrize(
     "name, baseline, ranks_move",
-    [("ader", "er", True), ("lwf", "dropout", True), ("derpp", "er", True),
+    [("ader", "er", True), ("lwf", "dropout", False), ("derpp", "er", True),
      ("agem", "dropout", True), ("sacaisr", "dropout", True), ("ewc", "finetune", False),
      ("mas", "finetune", False)],
 )
@@ -123,6 +123,10 @@ def test_a_method_changes_cycle_2(finished, name, baseline, ranks_move):
     EWC's and MAS's penalties are too weak on the tiny sample to move a rank (lambda * F *
     (theta - anchor)^2, a few Adam steps from the anchor), so for them only the trained
     weights must differ; a penalty that contributed nothing would leave them bit for bit equal.
+    So is LwF's distillation on the current rows, towards a teacher the student has barely
+    left after 2 tiny epochs: whether a test rank moves depends on the dropout stream (seed 0:
+    none since the length groups are cut where they pad least; seeds 1 and 2: they do).
+    `test_objectives.py` tests its term on its own.
     """
     ours, theirs = finished(name), finished(baseline)
     our_rows = _rows(ours.paths.file("metrics.csv"))
