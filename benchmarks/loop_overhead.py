@@ -12,7 +12,7 @@ examples), timed three ways in each round, in an order that turns round by round
 - `step`: the compiled train function `fit` calls (`model.train_function`), called once per
   batch on the same batches, built beforehand as tensors: no input pipeline, no callbacks.
 Printed: milliseconds per batch, median and range over the rounds, and `loop / step` (the
-issue's target: within 1.10). The last line is one JSON object.
+target: at most 1.10). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def main(argv: list[str]) -> None:
                training_batches(train, _BATCH_SIZE.value, np.random.default_rng(epoch_seed))]
     n = len(batches)
 
-    def loop() -> None:
+    def loop() -> None:  # with the callback the runner attaches to every epoch
         bar = _ProgressBar(n, "loop", enabled=False)
         model.fit(dataset, epochs=1, verbose=0, callbacks=[bar], shuffle=False)
 
