@@ -33,6 +33,7 @@ from ader_tf.continual.runner import ORIGINAL_TABLE_ITEMS, _ProgressBar, build_m
 from ader_tf.data.cycles import ContinualData  # noqa: E402
 from ader_tf.data.pipeline import training_batches, training_dataset  # noqa: E402
 from ader_tf.objectives import CrossEntropy  # noqa: E402
+from benchmarks.interleaved import spread  # noqa: E402
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "DIGINETICA's period files.")
 _BATCHES = flags.DEFINE_integer("batches", 40, "Batches per timed epoch.")
@@ -46,12 +47,6 @@ def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def summary(ms: list[float]) -> dict[str, float | list[float]]:
-    """Median, min, max and every value, rounded."""
-    return {"median": round(float(np.median(ms)), 2), "min": round(min(ms), 2),
-            "max": round(max(ms), 2), "rounds": [round(m, 2) for m in ms]}
 
 
 def main(argv: list[str]) -> None:
@@ -95,13 +90,13 @@ def main(argv: list[str]) -> None:
     ratio_plain = [a / b for a, b in zip(ms["loop_no_callback"], ms["step"])]
     print(f"{n} batches of {_BATCH_SIZE.value}, {_ROUNDS.value} rounds (ms per batch)")
     for name, values in ms.items():
-        s = summary(values)
+        s = spread(values)
         print(f"  {name:18s} median {s['median']:7.2f}  range {s['min']:.2f}-{s['max']:.2f}")
     print(f"  loop / step       median {np.median(ratio):.3f}  range "
           f"{min(ratio):.3f}-{max(ratio):.3f}  (target 1.10)")
-    result = {name: summary(values) for name, values in ms.items()}
-    result["loop_over_step"] = summary(ratio)
-    result["loop_no_callback_over_step"] = summary(ratio_plain)
+    result = {name: spread(values) for name, values in ms.items()}
+    result["loop_over_step"] = spread(ratio)
+    result["loop_no_callback_over_step"] = spread(ratio_plain)
     result["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     result["settings"] = {"batches": n, "batch_size": _BATCH_SIZE.value,
                           "max_item": data.max_item, "seed": _SEED.value}
