@@ -28,7 +28,8 @@ PAPER_METHODS = ("ader", "er", *FLAG_METHODS)
 # how it reports); they are left out of the fingerprint that guards resumed runs.
 _NOT_FINGERPRINTED = frozenset(
     {"data_dir", "results_dir", "cycles", "export_k", "export_saved_models", "progress",
-     "distribution_strategy", "collective_timeout", "test_batch", "dataset_defaults"}
+     "distribution_strategy", "collective_timeout", "test_batch", "dataset_defaults",
+     "table_growth"}
 )
 # Fields added after runs were published: left out of the fingerprint while at their default,
 # so a run started before they existed still resumes.
@@ -130,6 +131,12 @@ class Config:
     cycles: int = _option(0, "Run only the first N cycles (0 = all).")
     export_k: int = _option(20, "Top-k of the exported SavedModels.")
     export_saved_models: bool = _option(True, "Export a SavedModel after each cycle.")
+    table_growth: float = _option(
+        2.0, "When a cycle brings more items than the item tables hold, they are rebuilt this "
+        "many times larger (at least as large as needed; on DIGINETICA and YOOCHOOSE never "
+        "larger than the original's table). Spare rows change no result, and each rebuild "
+        "retraces the training step, which keeps memory. 1 = exactly the items seen. "
+        "With --l2_emb > 0 tables are always exact (the penalty would reach spare rows).")
     distribution_strategy: str = _option("none", "tf.distribute strategy (multi_worker: one "
                                          "process per worker, each with its TF_CONFIG).",
                                          STRATEGIES)
@@ -321,6 +328,8 @@ def validate(config: Config) -> None:
         )
     if not 0.0 <= config.dropout_rate < 1.0:
         raise ValueError(f"--dropout_rate must be in [0, 1), got {config.dropout_rate}")
+    if not config.table_growth >= 1:
+        raise ValueError(f"--table_growth must be >= 1, got {config.table_growth}")
     if config.lr <= 0 or config.lambda_ < 0 or config.l2_emb < 0:
         raise ValueError("--lr must be positive and --lambda_, --l2_emb non-negative")
     if config.cycles < 0:

@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from ader_tf.continual import runner as runner_module
-from ader_tf.continual.runner import ContinualRunner, run
+from ader_tf.continual.artifacts import checkpoint_prefix, stored_item_count
+from ader_tf.continual.runner import ContinualRunner, run, table_items
 from tests.helpers import METHOD_FLAGS, results
 from tests.helpers import tiny_config as _config
 
@@ -36,6 +37,53 @@ def _max_items(run_dir: str) -> list[int]:
         return [int(c["max_item"]) for c in json.load(f)["cycles"]]
 
 
+def _table_sizes(runner: ContinualRunner) -> list[int]:
+    """The item-table size each cycle's best checkpoint holds."""
+    with open(runner.paths.file("state.json")) as f:
+        cycles = json.load(f)["cycles"]
+    return [stored_item_count(checkpoint_prefix(runner.paths, int(c["cycle"]),
+                                                int(c["best_epoch"]))) for c in cycles]
+
+
+def test_table_items_grow_by_the_factor_within_the_limit_and_never_below_the_need():
+    assert table_items(100, 90, 2.0) == table_items(100, 100, 2.0) == 100  # room: no rebuild
+    assert table_items(100, 101, 2.0) == 200
+    assert table_items(100, 101, 1.5) == 150
+    assert table_items(100, 101, 1.0) == 101  # exact tables
+    assert table_items(100, 250, 2.0) == 250  # the need wins over the factor
+    assert table_items(100, 101, 2.0, limit=120) == 120
+    assert table_items(100, 130, 2.0, limit=120) == 130  # a limit never starves the data
+
+
+# GRU4Rec's own trainer draws negatives by popularity over the items known, not the rows.
+SESSION_PARALLEL = {"model": "gru4rec", "gru4rec_training": "session_parallel", "finetune": True,
+                    "gru4rec_n_sample": 16}
+
+
+@pytest.mark.parametrize("flags", [{}, SESSION_PARALLEL], ids=["ader", "gru4rec_session_parallel"])
+def test_spare_rows_change_no_result(finished, tiny_data_dir, tmp_path, flags):
+    """The default (tables grow twice as large when too small) and exact tables (1x) give the
+    same metrics: the second cycle trains with spare rows in one and none in the other."""
+    if flags:
+        spare = ContinualRunner(_config(tiny_data_dir, tmp_path / "spare", **flags))
+        spare.run()
+    else:
+        spare = finished("ader")
+    exact = ContinualRunner(_config(tiny_data_dir, tmp_path / "exact", table_growth=1.0,
+                                    **flags))
+    exact.run()
+    assert results(exact.paths.root) == results(spare.paths.root)
+
+    items = _max_items(spare.paths.root)
+    assert _table_sizes(exact) == items
+    sizes = _table_sizes(spare)
+    expected = [items[0]]
+    for needed in items[1:]:
+        expected.append(table_items(expected[-1], needed, 2.0))
+    assert sizes == expected
+    assert sizes[-1] > items[-1]  # spare rows
+
+
 @pytest.mark.parametrize("name", METHODS)
 def test_periods_arriving_one_at_a_time_give_the_all_at_once_run(
     finished, tiny_data_dir, tmp_path, name
@@ -53,7 +101,8 @@ def test_periods_arriving_one_at_a_time_give_the_all_at_once_run(
     assert later.run()["cycles_completed"] == 2
 
     items = _max_items(str(tmp_path / "b" / "STREAM-ADER"))
-    assert items[0] == cycle_1_items < items[1] == later.model.encoder.num_items  # it grew
+    assert items[0] == cycle_1_items < items[1] == later.model.max_item  # it grew
+    assert later.model.encoder.num_items == table_items(cycle_1_items, items[1], 2.0)
     assert results(tmp_path / "b" / "STREAM-ADER") == results(at_once)
     with open(tmp_path / "b" / "STREAM-ADER" / "Training_logs.txt") as f:
         assert f.read().count("Period ") == 2

@@ -87,6 +87,25 @@ class TrainingDivergedError(RuntimeError):
 ORIGINAL_TABLE_ITEMS = {"DIGINETICA": 43136, "YOOCHOOSE": 25958}
 
 
+def table_items(current: int, needed: int, growth: float, limit: int | None = None) -> int:
+    """Items the item tables hold after a cycle that needs ``needed`` (tables hold ``current``).
+
+    Tables that are too small grow ``growth`` times (never beyond ``limit``, never below
+    ``needed``), so a stream whose item set grows every cycle rebuilds its model, and retraces
+    its functions, about log(final / first) / log(growth) times instead of every cycle.
+    TensorFlow keeps some native memory for every trace it frees, so each rebuild costs memory
+    for the rest of the run (`benchmarks/memory_over_cycles.py`). Rows beyond the largest item
+    seen change no result: scores stop at ``max_item``, and a row that no example touches keeps
+    its initial values and zero Adam moments, as a row added later starts with.
+    """
+    if needed <= current:
+        return current
+    grown = int(np.ceil(current * growth))
+    if limit is not None:
+        grown = min(grown, limit)
+    return max(needed, grown)
+
+
 def build_encoder(config: Config, num_items: int, dropout_rate: float, seed: int,
                   init_items: int | None = None) -> Any:
     """The ``--model`` backbone for ``num_items`` items (a neural model; see KNN_MODELS).
@@ -256,16 +275,24 @@ class ContinualRunner:
             checked=model.encoder,
         )
 
-    def _grow(self, cycle: int, num_items: int) -> None:
-        """Gives the model rows for the items that ``cycle`` brings (weights and optimizer
-        state carried over; see `grow_items`)."""
+    def _table_items(self, needed: int) -> int:
+        """The table size for a cycle that needs ``needed`` items (see `table_items`)."""
+        growth = self.config.table_growth if self.config.l2_emb == 0 else 1.0
+        return table_items(self.model.encoder.num_items, needed, growth,
+                           ORIGINAL_TABLE_ITEMS.get(self.config.dataset))
+
+    def _grow(self, cycle: int, needed: int) -> None:
+        """Gives the model rows for the items that ``cycle`` brings, and spare rows (weights
+        and optimizer state carried over; see `grow_items` and `table_items`)."""
         from ader_tf.models.growth import grow_items
 
         before = self.model.encoder.num_items
+        num_items = self._table_items(needed)
         with self.strategy.scope():
             self.model = grow_items(self.model, num_items)
         self._keep_checkpoints_of(self.model)
-        log.info("cycle %d: item tables grown from %d to %d items", cycle, before, num_items)
+        log.info("cycle %d: item tables grown from %d to %d items (%d seen so far)", cycle,
+                 before, num_items, needed)
 
     def _teacher(self, cycle: int, epoch: int, max_item: int) -> Any:
         """The frozen model of a finished cycle: the student as it starts the next one.
@@ -444,6 +471,7 @@ class ContinualRunner:
             self.model.encoder, optimizer=self.model.optimizer, loss=cfg.gru4rec_loss,
             batch_size=cfg.batch_size, n_sample=cfg.gru4rec_n_sample,
             sample_alpha=cfg.gru4rec_sample_alpha, seed=self._seed(cycle, 6),
+            items=self.model.max_item,
         )
 
     def _train_epochs(

@@ -41,6 +41,8 @@ class SessionParallelTrainer:
         sample_alpha: Sampling exponent, see `PopularitySampler`.
         bpreg: BPR-max score regularisation.
         seed: Seed of the negative sampling and the optional session shuffling.
+        items: Negatives are drawn from items 1..items (default: every row of the encoder's
+            tables, which may hold spare rows for items not seen yet).
 
     Raises:
         ValueError: On an unknown loss or a non-positive batch size, negative n_sample/bpreg.
@@ -56,6 +58,7 @@ class SessionParallelTrainer:
         sample_alpha: float = 0.75,
         bpreg: float = 1.0,
         seed: int | None = None,
+        items: int | None = None,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"`loss` must be one of {LOSSES}, got {loss!r}.")
@@ -73,6 +76,7 @@ class SessionParallelTrainer:
         self.sample_alpha = float(sample_alpha)
         self.bpreg = float(bpreg)
         self.rng = np.random.default_rng(seed)
+        self.items = encoder.num_items if items is None else int(items)
         if not self.optimizer.built:
             # Slots now, not inside the first trace.
             self.optimizer.build(encoder.trainable_variables)
@@ -130,7 +134,7 @@ class SessionParallelTrainer:
         """
         if self.n_sample and sampler is None:
             sampler = PopularitySampler.from_sessions(
-                sessions, self.encoder.num_items, self.sample_alpha, self.rng
+                sessions, self.items, self.sample_alpha, self.rng
             )
         no_samples = np.zeros(0, np.int32)
         states = self.encoder.initial_state(self.batch_size)
