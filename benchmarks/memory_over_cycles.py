@@ -61,19 +61,18 @@ def _run_child(growth: float) -> None:
                         results_dir=results_dir, cycles=_CYCLES.value,
                         num_epochs=_EPOCHS.value, export_saved_models=False, progress=False,
                         table_growth=growth)
-        holder: dict = {}
 
         def after_cycle(cycle: int, phase: str) -> None:
             if phase != "outputs_written":
                 return
             gc.collect()
-            model = holder["runner"].model
+            model = runner.model  # the runner below; this is called only while it runs
             print(_ROW + json.dumps({"cycle": cycle, "live_gb": round(_live_gb(), 3),
                                      "table_items": model.encoder.num_items,
                                      "max_item": model.max_item}), flush=True)
 
-        holder["runner"] = ContinualRunner(config, on_phase=after_cycle)
-        holder["runner"].run()
+        runner = ContinualRunner(config, on_phase=after_cycle)
+        runner.run()
 
 
 def _run_setting(growth: str) -> list[dict]:
