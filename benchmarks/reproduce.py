@@ -458,7 +458,7 @@ def run_time(method: str, seed: str, model: str = "sasrec") -> tuple[float, str,
     if whole and (not FLAGS.cycles or total_cycles <= FLAGS.cycles):
         return whole[0] / 60, "", f"{whole[1]:.2f} GB"
     cycles = cycle_timings(method, seed, model)
-    minutes = sum(sum(c[1:]) for c in cycles.values()) / 60
+    minutes = sum(sum(c[1:4]) for c in cycles.values()) / 60  # train + selection + test
     if cycles and total_cycles > max(cycles):
         return minutes, "its cycles", "-"
     costs = cycle_costs(method, seed, model)
@@ -472,37 +472,53 @@ def run_time(method: str, seed: str, model: str = "sasrec") -> tuple[float, str,
 
 
 def cycle_timings(method: str, seed: str, model: str = "sasrec") -> dict[int, tuple]:
-    """Per cycle: (epochs run, train s, selection s, test s) from a run's metrics.csv."""
+    """Per cycle: (epochs run, train s, selection s, test s, CPU s, peak RSS GB) from a run's
+    metrics.csv; the last two are None in cycles run before the columns existed."""
     path = os.path.join(run_dir(method, seed, model), "metrics.csv")
     if not os.path.isfile(path):
         return {}
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     keys = ("train_seconds", "selection_seconds", "test_seconds")
-    return {int(r["cycle"]): (int(r["epochs_run"]), *(float(r[k]) for k in keys)) for r in rows
-            if not FLAGS.cycles or int(r["cycle"]) <= FLAGS.cycles}
+
+    def optional(row: dict, key: str) -> float | None:
+        return float(row[key]) if row.get(key) else None
+
+    return {int(r["cycle"]): (int(r["epochs_run"]), *(float(r[k]) for k in keys),
+                              optional(r, "cpu_seconds"), optional(r, "peak_rss_gb"))
+            for r in rows if not FLAGS.cycles or int(r["cycle"]) <= FLAGS.cycles}
 
 
 def cycle_timing_table() -> str:
-    """Per cycle of the first method (each seed): epochs run and the seconds of each phase."""
+    """Per cycle of the first method (each seed): epochs run, the seconds of each phase and,
+    where the run recorded them, the cycle's CPU seconds and its process's peak RSS.
+
+    A run paused or sharing the machine stretches its phases' wall seconds; its CPU seconds
+    (user + system) stretch far less, so they are the figure to compare between cycles.
+    """
     tables = []
     for seed in FLAGS.seeds:
         timings = cycle_timings(FLAGS.methods[0], seed)
         if not timings:
             continue
-        lines = ["| cycle | epochs run | train (s) | s per epoch | selection (s) | test (s) |",
-                 "|---" * 6 + "|"]
+        lines = ["| cycle | epochs run | train (s) | s per epoch | selection (s) | test (s) "
+                 "| CPU (s) | peak RSS (GB) |", "|---" * 8 + "|"]
         if len(FLAGS.seeds) > 1:
             lines.insert(0, f"Seed {seed}:\n")
-        for cycle, (epochs, train, selection, test) in sorted(timings.items()):
+        for cycle, (epochs, train, selection, test, cpu, rss) in sorted(timings.items()):
             lines.append(f"| {cycle} | {epochs} | {train:.0f} | {train / max(epochs, 1):.1f} "
-                         f"| {selection:.1f} | {test:.1f} |")
+                         f"| {selection:.1f} | {test:.1f} | {_fmt(cpu, '.0f')} "
+                         f"| {_fmt(rss, '.2f')} |")
+        cpus = [t[4] for t in timings.values()]
+        if all(c is not None for c in cpus):
+            lines += ["", f"CPU time of these cycles: {sum(cpus) / 60:.1f} min; the largest "
+                      f"peak RSS: {max(t[5] for t in timings.values()):.2f} GB."]
         tables.append("\n".join(lines))
     return "\n\n".join(tables)
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def per_cycle_table() -> str:

@@ -129,3 +129,44 @@ def test_a_run_split_over_processes_adds_up_its_cycles_cpu_times_and_peaks(tmp_p
     with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
                              seeds=["0"], cycles=0):
         assert _cells(reproduce.cost_table(), "ader")[2] == "-"
+
+
+def _add_phase_columns(folder, costs: list[tuple]) -> None:
+    """Appends epochs, phase seconds and (CPU s, peak GB; "" if unrecorded) to metrics.csv."""
+    with open(folder / "metrics.csv") as f:
+        lines = f.read().splitlines()
+    lines = [lines[0] + ",epochs_run,train_seconds,selection_seconds,test_seconds,"
+             "cpu_seconds,peak_rss_gb"] + [line + f",4,{t},2,3,{cpu},{rss}"
+                                           for line, (t, cpu, rss) in zip(lines[1:], costs)]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_the_cycle_timing_table_gives_each_cycles_cpu_time_and_peak(tmp_path):
+    """A paused run's wall seconds say little; each cycle's CPU seconds and peak are shown."""
+    _run(tmp_path, "0", [0.50, 0.52])
+    folder = tmp_path / "DIGINETICA-ader-seed0"
+    _add_phase_columns(folder, [(400, 600, 1.5), (9000, 720, 2.25)])  # cycle 2 paused
+    (folder / "timing.json").unlink()  # resumed over processes: no one wall clock
+    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
+                             seeds=["0"], cycles=0):
+        table = reproduce.cycle_timing_table()
+        assert _cells(table, "1") == ["4", "400", "100.0", "2.0", "3.0", "600", "1.50"]
+        assert _cells(table, "2") == ["4", "9000", "2250.0", "2.0", "3.0", "720", "2.25"]
+        assert table.splitlines()[-1] == (
+            "CPU time of these cycles: 22.0 min; the largest peak RSS: 2.25 GB.")
+        # The wall-clock sum counts the phases only, not the CPU or memory columns.
+        minutes, how, rss = reproduce.run_time("ader", "0")
+        assert (minutes, how, rss) == (pytest.approx((400 + 9000 + 2 * 5) / 60),
+                                       "sum of phases", "2.25 GB")
+
+
+def test_the_cycle_timing_table_gives_no_cpu_sum_when_a_cycle_did_not_record_it(tmp_path):
+    _run(tmp_path, "0", [0.50, 0.52])
+    folder = tmp_path / "DIGINETICA-ader-seed0"
+    _add_phase_columns(folder, [(400, "", ""), (500, 720, 2.25)])
+    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
+                             seeds=["0"], cycles=0):
+        table = reproduce.cycle_timing_table()
+        assert _cells(table, "1")[-2:] == ["-", "-"]
+        assert _cells(table, "2")[-2:] == ["720", "2.25"]
+        assert "CPU time of these cycles" not in table
