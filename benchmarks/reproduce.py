@@ -25,6 +25,7 @@ import shlex
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
 from absl import app, flags
@@ -458,7 +459,7 @@ def run_time(method: str, seed: str, model: str = "sasrec") -> tuple[float, str,
     if whole and (not FLAGS.cycles or total_cycles <= FLAGS.cycles):
         return whole[0] / 60, "", f"{whole[1]:.2f} GB"
     cycles = cycle_timings(method, seed, model)
-    minutes = sum(sum(c[1:4]) for c in cycles.values()) / 60  # train + selection + test
+    minutes = sum(c.phase_seconds for c in cycles.values()) / 60
     if cycles and total_cycles > max(cycles):
         return minutes, "its cycles", "-"
     costs = cycle_costs(method, seed, model)
@@ -471,21 +472,36 @@ def run_time(method: str, seed: str, model: str = "sasrec") -> tuple[float, str,
     return minutes, how, rss or "-"
 
 
-def cycle_timings(method: str, seed: str, model: str = "sasrec") -> dict[int, tuple]:
-    """Per cycle: (epochs run, train s, selection s, test s, CPU s, peak RSS GB) from a run's
-    metrics.csv; the last two are None in cycles run before the columns existed."""
+class CycleTiming(NamedTuple):
+    """One cycle's row of a run's metrics.csv, as the timing tables read it."""
+
+    epochs: int
+    train: float
+    selection: float
+    test: float
+    cpu: float | None  # None in cycles run before the column existed
+    peak_rss_gb: float | None
+
+    @property
+    def phase_seconds(self) -> float:
+        """Wall seconds of the cycle's phases: train + selection + test."""
+        return self.train + self.selection + self.test
+
+
+def cycle_timings(method: str, seed: str, model: str = "sasrec") -> dict[int, CycleTiming]:
+    """Per cycle: its `CycleTiming` from a run's metrics.csv."""
     path = os.path.join(run_dir(method, seed, model), "metrics.csv")
     if not os.path.isfile(path):
         return {}
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    keys = ("train_seconds", "selection_seconds", "test_seconds")
 
     def optional(row: dict, key: str) -> float | None:
         return float(row[key]) if row.get(key) else None
 
-    return {int(r["cycle"]): (int(r["epochs_run"]), *(float(r[k]) for k in keys),
-                              optional(r, "cpu_seconds"), optional(r, "peak_rss_gb"))
+    return {int(r["cycle"]): CycleTiming(
+                int(r["epochs_run"]), float(r["train_seconds"]), float(r["selection_seconds"]),
+                float(r["test_seconds"]), optional(r, "cpu_seconds"), optional(r, "peak_rss_gb"))
             for r in rows if not FLAGS.cycles or int(r["cycle"]) <= FLAGS.cycles}
 
 
@@ -505,14 +521,14 @@ def cycle_timing_table() -> str:
                  "| CPU (s) | peak RSS (GB) |", "|---" * 8 + "|"]
         if len(FLAGS.seeds) > 1:
             lines.insert(0, f"Seed {seed}:\n")
-        for cycle, (epochs, train, selection, test, cpu, rss) in sorted(timings.items()):
-            lines.append(f"| {cycle} | {epochs} | {train:.0f} | {train / max(epochs, 1):.1f} "
-                         f"| {selection:.1f} | {test:.1f} | {_fmt(cpu, '.0f')} "
-                         f"| {_fmt(rss, '.2f')} |")
-        cpus = [t[4] for t in timings.values()]
-        if all(c is not None for c in cpus):
-            lines += ["", f"CPU time of these cycles: {sum(cpus) / 60:.1f} min; the largest "
-                      f"peak RSS: {max(t[5] for t in timings.values()):.2f} GB."]
+        for cycle, t in sorted(timings.items()):
+            lines.append(f"| {cycle} | {t.epochs} | {t.train:.0f} "
+                         f"| {t.train / max(t.epochs, 1):.1f} | {t.selection:.1f} | {t.test:.1f} "
+                         f"| {_fmt(t.cpu, '.0f')} | {_fmt(t.peak_rss_gb, '.2f')} |")
+        costs = cycle_costs(FLAGS.methods[0], seed)
+        if costs is not None:
+            lines += ["", f"CPU time of these cycles: {costs[0] / 60:.1f} min; the largest "
+                      f"peak RSS: {costs[1]:.2f} GB."]
         tables.append("\n".join(lines))
     return "\n\n".join(tables)
 

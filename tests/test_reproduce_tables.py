@@ -100,17 +100,25 @@ def test_the_cost_table_reads_ndcg_cpu_time_and_what_the_last_cycle_kept(tmp_pat
             "3.0 MB of files + teacher 1.0 MB"]
 
 
+def _add_phase_columns(folder, costs: list[tuple], epochs: int = 4, selection: float = 2,
+                       test: float = 3) -> None:
+    """Appends to metrics.csv, per cycle: epochs, the phases' seconds ((train, CPU s, peak GB)
+    from ``costs``, "" for unrecorded) and the same selection and test seconds."""
+    with open(folder / "metrics.csv") as f:
+        lines = f.read().splitlines()
+    lines = [lines[0] + ",epochs_run,train_seconds,selection_seconds,test_seconds,"
+             "cpu_seconds,peak_rss_gb"] + [line + f",{epochs},{t},{selection},{test},{cpu},{rss}"
+                                           for line, (t, cpu, rss) in zip(lines[1:], costs)]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
 def test_a_run_split_over_processes_adds_up_its_cycles_cpu_times_and_peaks(tmp_path):
     """A run killed and resumed has no one process's timing; its cycles' columns stand in."""
     _run(tmp_path, "0", [0.50, 0.52, 0.54])
     folder = tmp_path / "DIGINETICA-ader-seed0"
-    with open(folder / "metrics.csv") as f:
-        lines = f.read().splitlines()
     costs = [(60, 100, 1.9), (90, 200, 2.25), (30, 50, 2.0)]  # train s, CPU s, peak GB
-    lines = [lines[0] + ",epochs_run,train_seconds,selection_seconds,test_seconds,"
-             "cpu_seconds,peak_rss_gb"] + [line + f",3,{t},0,0,{cpu},{rss}"
-                                           for line, (t, cpu, rss) in zip(lines[1:], costs)]
-    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    _add_phase_columns(folder, costs, epochs=3, selection=0, test=0)
+    lines = (folder / "metrics.csv").read_text().splitlines()
     # The first process ran cycle 1; the one that ran cycles 2-3 was killed (no timing).
     (folder / "timing.json").write_text(json.dumps(
         [{"wall_seconds": 70, "peak_rss_gb": 1.9, "cpu_seconds": 100, "cycles_before": 0,
@@ -129,16 +137,6 @@ def test_a_run_split_over_processes_adds_up_its_cycles_cpu_times_and_peaks(tmp_p
     with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
                              seeds=["0"], cycles=0):
         assert _cells(reproduce.cost_table(), "ader")[2] == "-"
-
-
-def _add_phase_columns(folder, costs: list[tuple]) -> None:
-    """Appends epochs, phase seconds and (CPU s, peak GB; "" if unrecorded) to metrics.csv."""
-    with open(folder / "metrics.csv") as f:
-        lines = f.read().splitlines()
-    lines = [lines[0] + ",epochs_run,train_seconds,selection_seconds,test_seconds,"
-             "cpu_seconds,peak_rss_gb"] + [line + f",4,{t},2,3,{cpu},{rss}"
-                                           for line, (t, cpu, rss) in zip(lines[1:], costs)]
-    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
 
 
 def test_the_cycle_timing_table_gives_each_cycles_cpu_time_and_peak(tmp_path):
