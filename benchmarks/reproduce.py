@@ -10,6 +10,11 @@ is rewritten with the table, the paper's numbers beside ours, the command, machi
 With ``--seeds=0,1,2`` and ``--reference_log=...`` it writes the per-cycle side-by-side table
 with the original's logs instead; several seeds without a reference log give every seed its own
 row and column and then their mean, over the cycles all of them finished.
+
+Each finished process also copies the run's small files (config, per-cycle metrics, summary,
+timings, log; ``RECORD_FILES``) into ``--records_dir`` (``benchmarks/records``, committed with
+RESULTS.md). On a machine without the run folders the tables are rebuilt from those records
+and finished runs are not run again; delete a run's record to run it afresh.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -123,6 +129,10 @@ flags.DEFINE_string("section", None, "Name of the RESULTS.md section to (re)writ
 flags.DEFINE_multi_string("reference_log", [], "Original Training_logs.txt for side by side.")
 flags.DEFINE_list("extra_flags", [], "More flags for main.py (e.g. --hidden_units=64).")
 flags.DEFINE_boolean("run", True, "Run missing cycles (false: only rebuild the tables).")
+flags.DEFINE_string("records_dir", os.path.join(REPO, "benchmarks", "records"),
+                    "Where each finished run process's small open-format outputs are copied "
+                    "(committed with RESULTS.md): tables are rebuilt from them, and finished "
+                    "runs are not run again, on a machine that lacks --results_dir.")
 
 
 # The session-kNN models are not trained: a method maps to the memory they keep
@@ -153,6 +163,42 @@ def run_dir(method: str, seed: str, model: str = "sasrec") -> str:
     return os.path.join(FLAGS.results_dir, f"{FLAGS.dataset}-{run_name(method, seed, model)}")
 
 
+def record_dir(method: str, seed: str, model: str = "sasrec") -> str:
+    return os.path.join(FLAGS.records_dir, f"{FLAGS.dataset}-{run_name(method, seed, model)}")
+
+
+def source_dir(method: str, seed: str, model: str = "sasrec") -> str:
+    """The folder a run's tables are read from: its --results_dir folder, unless its record
+    holds more finished cycles (the run folder is gone, or a new attempt is still short)."""
+    folder, record = run_dir(method, seed, model), record_dir(method, seed, model)
+    return record if cycles_done(record) > cycles_done(folder) else folder
+
+
+# What a record keeps of a run: its config, per-cycle metrics, means, process timings and
+# the original's log format; a few kB, where the run folder holds checkpoints of many MB.
+RECORD_FILES = ("config.json", "metrics.csv", "summary.json", "timing.json", "Training_logs.txt")
+
+
+def keep_record(folder: str, record: str) -> None:
+    """Copies the run's RECORD_FILES from ``folder`` into ``record``, each file atomically."""
+    os.makedirs(record, exist_ok=True)
+    for name in RECORD_FILES:
+        source = os.path.join(folder, name)
+        if os.path.isfile(source):
+            target = os.path.join(record, name)
+            shutil.copyfile(source, target + ".tmp")
+            os.replace(target + ".tmp", target)
+
+
+def cycles_asked() -> int:
+    """--cycles, or with --cycles=0 every cycle the dataset's period files give (one fewer
+    than the files: period 0 only trains); 0 when the period files are not here."""
+    if FLAGS.cycles:
+        return FLAGS.cycles
+    periods = glob.glob(os.path.join(FLAGS.data_dir, FLAGS.dataset, "period_*.txt"))
+    return max(len(periods) - 1, 0)
+
+
 def command(method: str, seed: str, model: str = "sasrec") -> list[str]:
     method_flags = (KNN_METHOD_FLAGS if model in KNN_MODELS else METHOD_FLAGS)[method]
     model_flags = ([] if model == "sasrec" else [f"--model={model}"]) + MODEL_FLAGS[model]
@@ -164,12 +210,13 @@ def command(method: str, seed: str, model: str = "sasrec") -> list[str]:
 
 
 def finished(method: str, seed: str, model: str = "sasrec") -> bool:
-    """Whether the run's summary covers every cycle asked for."""
-    path = os.path.join(run_dir(method, seed, model), "summary.json")
-    if not os.path.isfile(path) or not FLAGS.cycles:
+    """Whether the run's summary (in its folder or its record) covers every cycle asked for."""
+    path = os.path.join(source_dir(method, seed, model), "summary.json")
+    asked = cycles_asked()
+    if not os.path.isfile(path) or not asked:
         return False
     with open(path) as f:
-        return json.load(f).get("cycles_completed", 0) >= FLAGS.cycles
+        return json.load(f).get("cycles_completed", 0) >= asked
 
 
 def run_one(method: str, seed: str, model: str = "sasrec") -> None:
@@ -197,6 +244,8 @@ def run_one(method: str, seed: str, model: str = "sasrec") -> None:
     timings = _read_timings(folder) + [timing]
     with open(os.path.join(folder, "timing.json"), "w") as f:
         json.dump(timings, f, indent=2)
+    if FLAGS.records_dir:
+        keep_record(folder, record_dir(method, seed, model))
 
 
 def cycles_done(folder: str) -> int:
@@ -275,7 +324,7 @@ def gpu_name() -> str:
 
 def completed(method: str, seed: str, model: str = "sasrec") -> dict[int, dict[str, float]]:
     """Per-cycle metrics of a run, limited to the first --cycles cycles when that is set."""
-    path = os.path.join(run_dir(method, seed, model), "metrics.csv")
+    path = os.path.join(source_dir(method, seed, model), "metrics.csv")
     rows = read_metrics_csv(path) if os.path.isfile(path) else {}
     return {c: r for c, r in rows.items() if not FLAGS.cycles or c <= FLAGS.cycles}
 
@@ -366,7 +415,7 @@ TEACHER_METHODS = {"ader", "ader_equal", "ader_fix", "lwf", "sacaisr"}
 
 def ndcg20(method: str, seed: str) -> str:
     """Mean NDCG@20 (percent) over the cycles a table reads, or "-" for runs without it."""
-    path = os.path.join(run_dir(method, seed), "metrics.csv")
+    path = os.path.join(source_dir(method, seed), "metrics.csv")
     cycles = completed(method, seed)
     with open(path, newline="") as f:
         values = [float(r["ndcg20"]) for r in csv.DictReader(f)
@@ -377,7 +426,7 @@ def ndcg20(method: str, seed: str) -> str:
 def cpu_minutes(method: str, seed: str) -> str:
     """CPU minutes of the run's timed processes (when they ran exactly the table's cycles),
     else the sum of its cycles' own CPU times (metrics.csv, in runs since it records them)."""
-    folder = run_dir(method, seed)
+    folder = source_dir(method, seed)
     total = cycles_done(folder)
     spans = process_spans(folder, total)
     if (not FLAGS.cycles or total <= FLAGS.cycles) and whole_run_timing(spans, total) and all(
@@ -391,7 +440,7 @@ def cycle_costs(method: str, seed: str, model: str = "sasrec") -> tuple[float, f
     """(CPU seconds summed, largest peak RSS in GB) over the table's cycles of a run, from the
     per-cycle columns of its metrics.csv; None unless every one of those cycles has both
     (cycles run before the columns existed leave them empty)."""
-    path = os.path.join(run_dir(method, seed, model), "metrics.csv")
+    path = os.path.join(source_dir(method, seed, model), "metrics.csv")
     if not os.path.isfile(path):
         return None
     cycles = completed(method, seed, model)
@@ -410,6 +459,8 @@ def kept_between_cycles(method: str, seed: str) -> str:
     is rebuilt from the model's checkpoint (its size: a third of the checkpoint, which also
     holds Adam's two moments); Joint keeps every past period."""
     folder = run_dir(method, seed)
+    if source_dir(method, seed) != folder:
+        return "- (read from its record: the run folder is not on this machine)"
     last = max(completed(method, seed))
     files = glob.glob(os.path.join(folder, "*", f"cycle_{last}.*"))
     files = [f for f in files if os.sep + "checkpoints" + os.sep not in f]
@@ -452,7 +503,7 @@ def run_time(method: str, seed: str, model: str = "sasrec") -> tuple[float, str,
     longer run read for its first cycles) the minutes are the sum of its cycles' phase
     times from metrics.csv, and the RSS is that of the timed processes, with their cycles.
     """
-    folder = run_dir(method, seed, model)
+    folder = source_dir(method, seed, model)
     total_cycles = cycles_done(folder)
     spans = process_spans(folder, total_cycles)
     whole = whole_run_timing(spans, total_cycles)
@@ -490,7 +541,7 @@ class CycleTiming(NamedTuple):
 
 def cycle_timings(method: str, seed: str, model: str = "sasrec") -> dict[int, CycleTiming]:
     """Per cycle: its `CycleTiming` from a run's metrics.csv."""
-    path = os.path.join(run_dir(method, seed, model), "metrics.csv")
+    path = os.path.join(source_dir(method, seed, model), "metrics.csv")
     if not os.path.isfile(path):
         return {}
     with open(path, newline="") as f:
@@ -605,7 +656,7 @@ def side_by_side_table() -> str:
             v = 100 * np.array(values)
             lines.append(f"| {c} | {label} | " + " | ".join(ref_cells)
                          + f" | {v.mean():.2f} | {v.min():.2f}-{v.max():.2f} | {v.std():.2f} |")
-    timing = [t for s in FLAGS.seeds for t in _read_timings(run_dir(method, s))]
+    timing = [t for s in FLAGS.seeds for t in _read_timings(source_dir(method, s))]
     if timing:
         lines.append("")
         lines.append("Wall time per seed (minutes): " + ", ".join(
