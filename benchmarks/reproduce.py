@@ -700,6 +700,24 @@ def write_section(name: str, body: str) -> None:
     os.replace(path + ".tmp", path)
 
 
+# Flags that say where this machine keeps files, or whether to run: not part of what ran.
+LOCAL_FLAGS = ("--results_dir", "--results_md", "--records_dir", "--run", "--norun")
+
+
+def published_command(args: list[str]) -> str:
+    """The command line a section shows: ``args`` without LOCAL_FLAGS (a reader's defaults
+    put the runs and tables in the repository's places)."""
+    kept, skip_value = [], False
+    for a in args:
+        name = a.split("=", 1)[0]
+        if skip_value or name in LOCAL_FLAGS:
+            # "--results_dir DIR" (no "="): its value is the next argument
+            skip_value = not skip_value and "=" not in a and name not in ("--run", "--norun")
+            continue
+        kept.append(a)
+    return "python benchmarks/reproduce.py " + " ".join(shlex.quote(a) for a in kept)
+
+
 def main(argv: list[str]) -> None:
     del argv
     unknown = set(FLAGS.methods) - set(METHOD_FLAGS)
@@ -715,8 +733,7 @@ def main(argv: list[str]) -> None:
                         run_one(method, seed, model)
     name = FLAGS.section or f"{FLAGS.dataset}-{'-'.join(FLAGS.methods)}"
     plot_name = f"figures/{name}.png"
-    shown = [a for a in sys.argv[1:] if a not in ("--norun", "--run=false")]
-    invocation = "python benchmarks/reproduce.py " + " ".join(shlex.quote(a) for a in shown)
+    invocation = published_command(sys.argv[1:])
     cycles = f"first {FLAGS.cycles} cycles" if FLAGS.cycles else "all 16 cycles"
     parts = [
         f"### {FLAGS.dataset}: {', '.join(FLAGS.methods)} ({cycles}, up to "

@@ -106,3 +106,12 @@ def test_a_finished_process_leaves_its_record(tmp_path, monkeypatch):
         shutil.rmtree(folder)
         reproduce.run_one("finetune", "0")  # finished by its record: not run again
         assert not folder.exists()
+
+
+def test_the_published_command_leaves_out_where_this_machine_kept_the_files():
+    args = ["--dataset=YOOCHOOSE", "--methods=finetune,ewc", "--results_dir=/scratch/runs",
+            "--results_md=/tmp/R.md", "--records_dir", "/tmp/records", "--norun",
+            "--cycles", "4", "--section=y4"]
+    assert reproduce.published_command(args) == (
+        "python benchmarks/reproduce.py --dataset=YOOCHOOSE --methods=finetune,ewc --cycles 4 "
+        "--section=y4")
