@@ -39,6 +39,7 @@ from absl import app, flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from ader_tf.io_utils import atomic_path, write_json_atomic  # noqa: E402
 from ader_tf.report import plot as report_plot  # noqa: E402
 from ader_tf.report import read_metrics_csv, read_training_log  # noqa: E402
 
@@ -181,13 +182,11 @@ RECORD_FILES = ("config.json", "metrics.csv", "summary.json", "timing.json", "Tr
 
 def keep_record(folder: str, record: str) -> None:
     """Copies the run's RECORD_FILES from ``folder`` into ``record``, each file atomically."""
-    os.makedirs(record, exist_ok=True)
     for name in RECORD_FILES:
         source = os.path.join(folder, name)
         if os.path.isfile(source):
-            target = os.path.join(record, name)
-            shutil.copyfile(source, target + ".tmp")
-            os.replace(target + ".tmp", target)
+            with atomic_path(os.path.join(record, name)) as tmp:
+                shutil.copyfile(source, tmp)
 
 
 def cycles_asked() -> int:
@@ -241,9 +240,7 @@ def run_one(method: str, seed: str, model: str = "sasrec") -> None:
               "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
               "cycles_before": cycles_before, "cycles_after": cycles_done(folder),
               "command": shlex.join(cmd), "finished": now()}
-    timings = _read_timings(folder) + [timing]
-    with open(os.path.join(folder, "timing.json"), "w") as f:
-        json.dump(timings, f, indent=2)
+    write_json_atomic(os.path.join(folder, "timing.json"), _read_timings(folder) + [timing])
     if FLAGS.records_dir:
         keep_record(folder, record_dir(method, seed, model))
 
