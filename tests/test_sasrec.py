@@ -88,6 +88,43 @@ def test_trimming_and_length_groups_change_nothing(num_heads: int) -> None:
         np.testing.assert_allclose(grouped.predict_logits(full).numpy(), expected, atol=1e-5)
 
 
+def test_a_fresh_model_scores_each_row_alike_in_any_batch() -> None:
+    """A fresh model's queries are centred rows (layer-norm gain 1, bias 0) that sum to 0 up to
+    rounding: whether a row attends must not depend on which rows share its batch (it did,
+    under a rule that tested that sum, so one device and two replicas trained differently)."""
+    model = tiny_sasrec_model(num_heads=1)  # as initialised: no `randomize`
+    lengths = np.random.default_rng(0).integers(1, 7, 64).tolist()
+    ids = left_padded(np.random.default_rng(1), lengths, 6, 30)
+    together = model.predict_logits(ids).numpy()
+    alone = np.concatenate([model.predict_logits(ids[i : i + 1]).numpy() for i in range(64)])
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+    halves = np.concatenate([model.predict_logits(ids[:32]).numpy(),
+                             model.predict_logits(ids[32:]).numpy()])
+    np.testing.assert_allclose(halves, together, atol=1e-5)
+
+
+def test_attention_masks_padded_positions_not_rows_that_sum_to_zero() -> None:
+    """Keys at all-zero rows are masked and queries there attend to nothing; a real query whose
+    values happen to sum to exactly 0 attends like any other."""
+    layer = ader_layers.CausalSelfAttention(4, num_heads=1, seed=0)
+    keys = np.array([[[0, 0, 0, 0], [1, 2, -1, 0.5], [0.5, -1, 2, 1]]], np.float32)
+    queries = np.array([[[0.3, 0.1, 0.2, 0.4], [1, -1, 2, -2], [0.5, -0.5, 1, -1]]], np.float32)
+    out = layer(queries, keys).numpy()[0]
+    kernels = {name: [keras.ops.convert_to_numpy(w) for w in dense.weights]
+               for name, dense in (("q", layer.query_dense), ("k", layer.key_dense),
+                                   ("v", layer.value_dense))}
+    q, k, v = (x @ kernels[n][0] + kernels[n][1]
+               for n, x in (("q", queries[0]), ("k", keys[0]), ("v", keys[0])))
+    scores = q @ k.T / 2.0  # sqrt(d / heads) = 2
+    # Position 0 is padding: its query attends to nothing (output = its query alone).
+    np.testing.assert_allclose(out[0], queries[0, 0], atol=1e-6)
+    # Position 1 sees key 1 only (key 0 is padding); position 2 sees keys 1 and 2.
+    np.testing.assert_allclose(out[1], v[1] + queries[0, 1], atol=1e-5)
+    weights = np.exp(scores[2, 1:] - scores[2, 1:].max())
+    weights /= weights.sum()
+    np.testing.assert_allclose(out[2], weights @ v[1:] + queries[0, 2], atol=1e-5)
+
+
 @pytest.mark.parametrize("rows, groups", [(256, 4), (37, 3), (3, 4), (0, 4), (40, 20)])
 def test_length_group_bounds_pad_least(rows: int, groups: int) -> None:
     """The cuts cover every row in order and cost no more than any other cuts on the grid

@@ -4,7 +4,8 @@ The reference (`modules.py` of doublemul/ADER, itself from kang205/SASRec) diffe
 textbook Transformer in ways that change the numbers, so these layers copy its behaviour:
 
 - layer normalisation is `(x - mean) / sqrt(var + 1e-8) * gamma + beta`;
-- padding is detected on activations (a row that sums to exactly 0), not on ids;
+- padding is detected on activations (an all-zero row of a block's input), not on ids (the
+  reference tests a row's sum, and for queries the normalised row's: see `CausalSelfAttention`);
 - masked attention scores are filled with `-2**32 + 1`, not `-inf`;
 - both residual connections add the *normalised* input.
 """
@@ -148,7 +149,8 @@ class CausalSelfAttention(keras.layers.Layer):
         scores = tf.matmul(q, k, transpose_b=True) / ((self.hidden_units // self.num_heads) ** 0.5)
 
         # Keys at padded positions (all-zero rows of `keys`) and future keys are masked.
-        key_mask = tf.not_equal(tf.reduce_sum(keys, axis=-1), 0.0)[:, None, None, :]
+        padded = tf.reduce_all(tf.equal(keys, 0.0), axis=-1)  # [B, Lk]
+        key_mask = tf.logical_not(padded)[:, None, None, :]
         # Queries are the last Lq of the Lk positions: query i sits at key position Lk - Lq + i.
         q_len, k_len = tf.shape(queries)[1], tf.shape(keys)[1]
         causal = tf.linalg.band_part(tf.ones([q_len, k_len], dtype=tf.bool), -1, k_len - q_len)
@@ -157,8 +159,17 @@ class CausalSelfAttention(keras.layers.Layer):
         scores = tf.where(causal[None, None], scores, fill)
         weights = tf.nn.softmax(scores, axis=-1)
 
-        # Rows of padded queries are zeroed (detected on the normalised queries).
-        query_mask = tf.cast(tf.not_equal(tf.reduce_sum(queries, axis=-1), 0.0), weights.dtype)
+        # Rows of queries at padded positions are zeroed. The reference tests whether a row sums
+        # to exactly 0 (keys: the row of x; queries: the row of the normalised q). On padding both
+        # rules agree wherever it matters (a padded position's output is zeroed after the block
+        # anyway), but a real query row of a fresh model (layer-norm gain 1, bias 0: the row is
+        # centred) sums to 0 up to rounding, and whether that rounding gives exactly 0.0 depends
+        # on the order the kernels add in, which changes with the batch's size and layout: 4 of
+        # 64 rows of the tiny model lost their attention in a batch of 64 and kept it alone, on
+        # a 2-core AMD EPYC, so one device and two replicas took different first steps. Testing
+        # for zero rows of the block's input gives each row one answer in any batch, replica and
+        # machine, and differs from the reference only where its answer is such an accident.
+        query_mask = tf.cast(tf.logical_not(padded[:, k_len - q_len:]), weights.dtype)
         weights = weights * query_mask[:, None, :, None]
         if training and weights_noise is not None:
             weights = dropout_from_uniform(weights, weights_noise, self.dropout_rate)
