@@ -38,7 +38,7 @@ _FINGERPRINTED_IF_CHANGED = frozenset(
      "gru4rec_sample_alpha", "stamp_sigmoid", "knn_k", "knn_sample_size", "knn_window",
      "lwf_temperature", "derpp_alpha", "derpp_beta", "derpp_top_k", "sacaisr_alpha",
      "sacaisr_temperature", "sacaisr_top_k", "sacaisr_max_p", "sacaisr_ema_beta",
-     "sacaisr_decay"}
+     "sacaisr_decay", "length_groups"}
 )
 
 
@@ -149,6 +149,11 @@ class Config:
     tied_dropout: bool = _option(True, "Share dropout masks between layers as the original's "
                                  "shared op seed does (embedding and FFN outputs; attention "
                                  "weights); false: independent masks.")
+    # Only speed should depend on it: the groups' rows are encoded apart and put back in order,
+    # which changes float32 summation order and nothing else (tests/test_sasrec.py checks).
+    length_groups: int = _option(4, "SASRec: encode each batch as this many groups of rows of "
+                                 "similar length, each trimmed of its own leading padding "
+                                 "(faster on long-tailed sessions; 1: one group).")
     progress: bool = _option(True, "Show progress bars.")
     # Backbones: which model, and the settings only some models read
     model: str = _option("sasrec", "Backbone: sasrec (the paper's), gru4rec, stamp, stmp, or the "
@@ -317,7 +322,7 @@ def validate(config: Config) -> None:
         )
     positive = ("exemplar_size", "num_epochs", "batch_size", "test_batch", "num_blocks",
                 "num_heads", "stop", "hidden_units", "maxlen", "export_k", "ewc_sample_num",
-                "derpp_top_k")
+                "derpp_top_k", "length_groups")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"--{name} must be positive, got {getattr(config, name)}")
@@ -361,6 +366,7 @@ def validate_model(config: Config) -> None:
     gru4rec = ("gru4rec_layers", "gru4rec_training", "gru4rec_loss", "gru4rec_n_sample",
                "gru4rec_sample_alpha")
     for names, models in ((gru4rec, ("gru4rec",)), (("stamp_sigmoid",), ("stamp", "stmp")),
+                          (("length_groups",), ("sasrec",)),
                           (("knn_k", "knn_sample_size", "knn_window"), KNN_MODELS)):
         changed = _changed(config, names)
         if changed and config.model not in models:

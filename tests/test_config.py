@@ -47,6 +47,8 @@ def test_defaults_are_the_originals():
         ({"model": "gru4rec", "gru4rec_training": "bptt"}, "--gru4rec_training must be"),
         ({"model": "gru4rec", "gru4rec_loss": "hinge"}, "--gru4rec_loss must be"),
         ({"model": "sknn", "joint": True, "knn_k": 0}, "--knn_k must be positive"),
+        ({"length_groups": 0}, "--length_groups must be positive"),
+        ({"model": "gru4rec", "length_groups": 1}, "only applies to --model=sasrec"),
     ],
 )
 def test_invalid_combinations_are_rejected(kwargs, message):
@@ -71,6 +73,9 @@ def test_fingerprint_of_a_default_backbone_is_unchanged():
     """Runs started before --model existed keep resuming: default backbone fields are omitted."""
     assert Config().fingerprint() == Config(model="sasrec", knn_k=100).fingerprint()
     assert Config().fingerprint() != Config(model="gru4rec").fingerprint()
+    # Runs started before --length_groups existed resume; other groups are a different run.
+    assert Config().fingerprint() == Config(length_groups=4).fingerprint()
+    assert Config().fingerprint() != Config(length_groups=1).fingerprint()
 
 
 def test_fingerprint_ignores_where_results_go():

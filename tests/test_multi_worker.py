@@ -28,7 +28,7 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Dropout off: its masks depend on which replica a row lands on.
 _FLAGS = ["--hidden_units=8", "--num_epochs=1", "--stop=1", "--batch_size=64", "--test_batch=64",
           "--maxlen=6", "--exemplar_size=60", "--noexport_saved_models", "--noprogress",
-          "--cycles=2", "--dropout_rate=0"]
+          "--cycles=2", "--dropout_rate=0", "--length_groups=1"]
 _TIMEOUT = 600
 _PROGRESS_BAR = re.compile(r"\| *\d+/\d+ \[")  # tqdm's "| 12/47 [00:00<..."
 

@@ -126,6 +126,7 @@ def build_encoder(config: Config, num_items: int, dropout_rate: float, seed: int
             l2_emb=config.l2_emb,
             seed=seed,
             tied_dropout=config.tied_dropout,
+            length_groups=config.length_groups,
         )
     if config.model == "gru4rec":
         from ader_tf.models.gru4rec import GRU4RecEncoder
