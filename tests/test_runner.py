@@ -141,11 +141,13 @@ def test_a_method_changes_cycle_2(finished, name, baseline, ranks_move):
 
 
 def test_agem_projection_moves_ranks(data_dir, tmp_path):
-    """A-GEM against Dropout (the same cross-entropy on the new rows, no exemplars) at a
-    learning rate where the projected steps move test ranks of cycle 2: cycle 1 (no exemplars
-    yet, so nothing to project on) is equal to the last digit and cycle 2 is not."""
+    """A-GEM against Dropout (the same cross-entropy on the new rows, no exemplars) with a
+    learning rate and epochs where the projection moves test ranks of cycle 2 (here it fires on
+    the first step, and cycle 2's MRR@20 moves by about 0.002): cycle 1 (no exemplars yet, so
+    nothing to project on) is equal to the last digit and cycle 2 is not."""
     def cycle_metrics(name: str) -> list[list[str]]:
-        config = _config(data_dir, tmp_path / name, lr=0.01, **METHOD_FLAGS[name])
+        config = _config(data_dir, tmp_path / name, lr=0.01, num_epochs=4, stop=2,
+                         **METHOD_FLAGS[name])
         run(config)
         rows = _rows(os.path.join(tmp_path / name, os.listdir(tmp_path / name)[0],
                                   "metrics.csv"))
