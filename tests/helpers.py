@@ -112,7 +112,7 @@ TINY_SAMPLE = SampleConfig(num_periods=3, num_topics=6, always_on_topics=2, item
                            sessions_per_period=80)
 # A model and training small enough for a whole run in seconds. SASRec's length groups are 1:
 # each group costs the blocks another trace, which is most of a tiny run's time, and
-# tests/test_sasrec.py shows groups change no score (one run at the default is in test_runner).
+# tests/test_sasrec.py shows groups change no score (test_runner.py makes one run with 3).
 TINY = dict(hidden_units=8, num_epochs=2, stop=1, batch_size=64, test_batch=64, maxlen=6,
             exemplar_size=60, ewc_sample_num=20, export_k=5, export_saved_models=False,
             progress=False, length_groups=1)
