@@ -146,12 +146,10 @@ def test_agem_projection_moves_ranks(data_dir, tmp_path):
     the first step, and cycle 2's MRR@20 moves by about 0.002): cycle 1 (no exemplars yet, so
     nothing to project on) is equal to the last digit and cycle 2 is not."""
     def cycle_metrics(name: str) -> list[list[str]]:
-        config = _config(data_dir, tmp_path / name, lr=0.01, num_epochs=4, stop=2,
-                         **METHOD_FLAGS[name])
-        run(config)
-        rows = _rows(os.path.join(tmp_path / name, os.listdir(tmp_path / name)[0],
-                                  "metrics.csv"))
-        return [[row[k] for k in METRICS] for row in rows]
+        runner = ContinualRunner(_config(data_dir, tmp_path / name, lr=0.01, num_epochs=4,
+                                         stop=2, **METHOD_FLAGS[name]))
+        runner.run()
+        return [[row[k] for k in METRICS] for row in _rows(runner.paths.file("metrics.csv"))]
 
     agem, dropout = cycle_metrics("agem"), cycle_metrics("dropout")
     assert len(agem) == len(dropout) == 2
