@@ -1,5 +1,8 @@
 """Atomic file writing: a crash or kill never leaves a half-written output behind.
 
+What a kill leaves is a temporary under a name of its own, which a resumed run removes
+(`remove_unfinished_writes`).
+
 Arrays a resumed run relies on are written with a checksum beside them
 (`save_checked_npz`), so that a damaged file is named rather than silently reused.
 """
@@ -11,6 +14,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -18,6 +23,37 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# Every temporary name an atomic write in a run folder uses: `atomic_path`'s files, the
+# checkpoint keeper's ".tmp-epoch_N" folders, and the export's ".cycle_N.tmp-..." staging and
+# ".cycle_N.old-..." retired folders. A kill between creating one and renaming it leaves it.
+TEMPORARY_PREFIX = ".tmp-"
+_UNFINISHED_WRITE = re.compile(r"^\.(tmp-|.+\.tmp-|.+\.old-)")
+
+
+def is_unfinished_write(name: str) -> bool:
+    """True for a file or folder name that only an atomic write in progress gives."""
+    return bool(_UNFINISHED_WRITE.match(name))
+
+
+def remove_unfinished_writes(root: str) -> list[str]:
+    """Removes what killed atomic writes left anywhere under ``root``; returns their paths.
+
+    Only for a folder no other process is writing to: the temporaries of a write in progress
+    look the same. Nothing finished is touched: a finished write has renamed its temporary.
+    """
+    removed = []
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            if is_unfinished_write(name):
+                path = os.path.join(folder, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+                removed.append(path)
+        dirs[:] = [d for d in dirs if not is_unfinished_write(d)]
+    return sorted(removed)
 
 
 @contextlib.contextmanager
@@ -29,7 +65,7 @@ def atomic_path(path: str) -> Iterator[str]:
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX + os.path.basename(path) + "-", dir=folder)
     os.close(fd)
     try:
         yield tmp

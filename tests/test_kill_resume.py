@@ -20,6 +20,7 @@ import sys
 import pytest
 
 from ader_tf.continual.runner import ContinualRunner, run
+from ader_tf.io_utils import is_unfinished_write
 from tests.conftest import REPO_ROOT
 from tests.helpers import TINY, metrics_rows, results, tiny_config
 
@@ -175,6 +176,9 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(
     summary = run(tiny_config(**{**kwargs, "results_dir": results_dir}))
     assert summary["cycles_completed"] == 2
     assert results(root) == results(reference)
+    # What the killed write left (a staged SavedModel after "export_running") is gone.
+    assert [path for path, dirs, files in os.walk(root)
+            for name in dirs + files if is_unfinished_write(name)] == []
     with open(os.path.join(root, "Training_logs.txt")) as f:
         log_text = f.read()
     assert log_text.count("Period 2:") == 1

@@ -64,7 +64,13 @@ from ader_tf.evaluation import (
     metrics_from_ranks,
     require_finite,
 )
-from ader_tf.io_utils import DamagedFileError, one_line, read_json, write_json_atomic
+from ader_tf.io_utils import (
+    DamagedFileError,
+    one_line,
+    read_json,
+    remove_unfinished_writes,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -706,6 +712,7 @@ class ContinualRunner:
                 shutil.rmtree(self.paths.root, ignore_errors=True)
 
     def _run(self) -> dict[str, Any]:
+        self._remove_unfinished_writes()
         write_json_config(self.paths.file("config.json"), self.config)
         explained = self.config.explain_dataset_defaults()
         if explained:
@@ -738,6 +745,16 @@ class ContinualRunner:
             self.runlog.finish_cycle()
         summary = self._write_outputs(final=True, seconds=time.time() - started)
         return summary
+
+    def _remove_unfinished_writes(self) -> None:
+        """Removes the temporaries of writes a kill interrupted (each write is redone, or
+        its file was already complete under its own name), so a resumed folder holds what an
+        uninterrupted one does. Nothing else writes to this folder at this point."""
+        removed = remove_unfinished_writes(self.paths.root)
+        if removed:
+            log.info("removed %d unfinished write(s) a stopped run left in %s: %s", len(removed),
+                     self.paths.root, ", ".join(os.path.relpath(p, self.paths.root)
+                                                for p in removed))
 
     def _write_outputs(self, final: bool = False, seconds: float | None = None) -> dict:
         rows = self.state.cycles
