@@ -630,29 +630,65 @@ def per_cycle_table() -> str:
     return "\n".join(lines)
 
 
+def _cycle_span(cycles: list[int]) -> str:
+    """"1-7" for consecutive cycles, else "1, 3, 4"."""
+    if cycles == list(range(cycles[0], cycles[-1] + 1)):
+        return f"{cycles[0]}-{cycles[-1]}"
+    return ", ".join(map(str, cycles))
+
+
 def side_by_side_table() -> str:
-    """Per cycle: each original log beside the mean and spread of ours over seeds."""
+    """Per cycle: each original log beside the mean and spread of ours over seeds, and the
+    paper's value where the runs are the paper's length.
+
+    An original log may stop early (a run cut short): the mean row then gives its mean over
+    its own cycles (saying which), and a second mean row compares every column over the
+    cycles all of them have.
+    """
     method = FLAGS.methods[0]
     ours = [completed(method, s) for s in FLAGS.seeds]
     ours = [r for r in ours if r]
+    if not ours:
+        raise app.UsageError(
+            f"no finished cycle of {method} for seeds {','.join(FLAGS.seeds)} in "
+            f"{FLAGS.results_dir} or {FLAGS.records_dir}: run them first (without --norun)")
     refs = {os.path.basename(os.path.dirname(os.path.abspath(p))): read_training_log(p)
             for p in FLAGS.reference_log}
-    cycles = shared_cycles(ours) if ours else []
+    cycles = shared_cycles(ours)
+    full_length = FLAGS.num_epochs == FLAGS["num_epochs"].default
+    paper = PAPER_PER_CYCLE.get(FLAGS.dataset, {}).get(method) if full_length else None
+    metrics = (("recall20", "Recall@20", 0), ("mrr20", "MRR@20", 1))
     lines = ["| cycle | metric | " + " | ".join(f"original {n}" for n in refs)
-             + f" | ours mean over {len(ours)} seeds | ours min-max | ours std |",
-             "|---" * (5 + len(refs)) + "|"]
-    for c in cycles + ["mean"]:
-        for key, label in (("recall20", "Recall@20"), ("mrr20", "MRR@20")):
-            if c == "mean":
-                values = [np.mean([r[k][key] for k in cycles]) for r in ours]
-                ref_cells = [f"{100 * np.mean([r[k][key] for k in cycles if k in r]):.2f}"
-                             for r in refs.values()]
-            else:
-                values = [r[c][key] for r in ours]
-                ref_cells = [f"{100 * r[c][key]:.2f}" if c in r else "-" for r in refs.values()]
-            v = 100 * np.array(values)
-            lines.append(f"| {c} | {label} | " + " | ".join(ref_cells)
-                         + f" | {v.mean():.2f} | {v.min():.2f}-{v.max():.2f} | {v.std():.2f} |")
+             + f" | ours mean over {len(ours)} seeds | ours min-max | ours std"
+             + (f" | paper {method}" if paper else "") + " |",
+             "|---" * (5 + len(refs) + bool(paper)) + "|"]
+
+    def row(name: str, shown: list[int], key: str, label: str, index: int,
+            ref_cells: list[str]) -> str:
+        v = 100 * np.array([np.mean([r[k][key] for k in shown]) for r in ours])
+        cells = [*ref_cells, f"{v.mean():.2f}", f"{v.min():.2f}-{v.max():.2f}", f"{v.std():.2f}"]
+        if paper:
+            cells.append(f"{np.mean([paper[index][k - 1] for k in shown if k <= 16]):.2f}")
+        return f"| {name} | {label} | " + " | ".join(cells) + " |"
+
+    for c in cycles:
+        for key, label, index in metrics:
+            lines.append(row(str(c), [c], key, label, index,
+                             [f"{100 * r[c][key]:.2f}" if c in r else "-" for r in refs.values()]))
+    common = [c for c in cycles if all(c in r for r in refs.values())]
+    for key, label, index in metrics:
+        ref_cells = []
+        for r in refs.values():
+            own = [k for k in cycles if k in r]
+            cell = f"{100 * np.mean([r[k][key] for k in own]):.2f}" if own else "-"
+            ref_cells.append(cell + (f" (cycles {_cycle_span(own)})" if own and own != cycles
+                                     else ""))
+        lines.append(row("mean", cycles, key, label, index, ref_cells))
+    if common and common != cycles:
+        for key, label, index in metrics:
+            lines.append(row(f"mean of cycles {_cycle_span(common)}", common, key, label, index,
+                             [f"{100 * np.mean([r[k][key] for k in common]):.2f}"
+                              for r in refs.values()]))
     timing = [t for s in FLAGS.seeds for t in _read_timings(source_dir(method, s))]
     if timing:
         lines.append("")

@@ -79,6 +79,48 @@ def test_one_seed_keeps_the_plain_method_names(tmp_path):
         assert "mean of seeds" not in rows
 
 
+def test_a_cut_short_original_log_is_compared_over_the_cycles_it_has(tmp_path):
+    _run(tmp_path, "0", [0.50, 0.52, 0.54])
+    _run(tmp_path, "1", [0.40, 0.44, 0.48])
+    log = tmp_path / "original" / "DIGINETICA-ader-seed0" / "Training_logs.txt"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(  # the original's format; stopped during cycle 3
+        f"Period {c}:\nepoch:4, test (MRR@20: {r / 3:.4f}, RECALL@20: {r:.4f}, MRR@10: 0.1, "
+        f"RECALL@10: 0.2)\n" for c, r in ((1, 0.48), (2, 0.51))) + "Period 3:\n")
+    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
+                             seeds=["0", "1"], cycles=0, reference_log=[str(log)]):
+        table = reproduce.side_by_side_table()
+    recall, mrr = reproduce.PAPER_PER_CYCLE["DIGINETICA"]["ader"]
+    assert table.splitlines()[0] == (
+        "| cycle | metric | original DIGINETICA-ader-seed0 | ours mean over 2 seeds "
+        "| ours min-max | ours std | paper ader |")
+    assert _cells(table, "2") == ["Recall@20", "51.00", "48.00", "44.00-52.00", "4.00",
+                                  f"{recall[1]:.2f}"]
+    assert _cells(table, "3")[:2] == ["Recall@20", "-"]
+    # Over all three cycles ours is 48.00 (seed means 52 and 44); the original has two.
+    assert _cells(table, "mean") == ["Recall@20", "49.50 (cycles 1-2)", "48.00", "44.00-52.00",
+                                     "4.00", f"{np.mean(recall[:3]):.2f}"]
+    # Then every column over cycles 1-2 only: MRR@20 is the second row of each pair.
+    rows = [line for line in table.splitlines() if line.startswith("| mean of cycles 1-2 |")]
+    assert [_cells(line, "mean of cycles 1-2") for line in rows] == [
+        ["Recall@20", "49.50", "46.50", "42.00-51.00", "4.50", f"{np.mean(recall[:2]):.2f}"],
+        ["MRR@20", "16.50", "15.50", "14.00-17.00", "1.50", f"{np.mean(mrr[:2]):.2f}"]]
+
+
+def test_no_paper_column_beside_shorter_runs_than_the_papers(tmp_path):
+    _run(tmp_path, "0", [0.50])
+    log = tmp_path / "original" / "run" / "Training_logs.txt"
+    log.parent.mkdir(parents=True)
+    log.write_text("Period 1:\nepoch:3, test (MRR@20: 0.1, RECALL@20: 0.3, MRR@10: 0.1, "
+                   "RECALL@10: 0.2)\n")
+    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
+                             seeds=["0"], cycles=0, num_epochs=3, reference_log=[str(log)]):
+        (tmp_path / "DIGINETICA-ader-seed0").rename(reproduce.run_dir("ader", "0"))  # -e3
+        table = reproduce.side_by_side_table()
+    assert "paper" not in table
+    assert _cells(table, "mean") == ["Recall@20", "30.00", "50.00", "50.00-50.00", "0.00"]
+
+
 def test_the_cost_table_reads_ndcg_cpu_time_and_what_the_last_cycle_kept(tmp_path):
     _run(tmp_path, "0", [0.50, 0.52])
     folder = tmp_path / "DIGINETICA-ader-seed0"
