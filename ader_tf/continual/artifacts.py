@@ -29,7 +29,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ader_tf.io_utils import one_line, read_json, write_json_atomic, write_text_atomic
+from ader_tf.io_utils import (
+    TEMPORARY_PREFIX,
+    one_line,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 METRIC_COLUMNS = (
     "cycle", "epochs_run", "best_epoch", "mrr20", "recall20", "mrr10", "recall10",
@@ -154,7 +160,8 @@ class CheckpointKeeper:
         folder = self.paths.cycle_checkpoint_dir(cycle)
         os.makedirs(folder, exist_ok=True)
         final = os.path.join(folder, f"epoch_{epoch}")
-        tmp = os.path.join(folder, f".tmp-epoch_{epoch}")
+        # The prefix a resumed run recognises (and removes) as an unfinished write.
+        tmp = os.path.join(folder, f"{TEMPORARY_PREFIX}epoch_{epoch}")
         shutil.rmtree(tmp, ignore_errors=True)
         self.checkpoint.write(os.path.join(tmp, "ckpt"))
         shutil.rmtree(final, ignore_errors=True)
