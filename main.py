@@ -1,7 +1,8 @@
 """Runs ADER (or a baseline) over the periods of a dataset: ``python main.py [--flags]``.
 
 Flags keep the original's names and defaults; ``--dataset`` defaults to the built-in sample.
-This file only parses flags into a Config and calls ``ader_tf.continual.runner.run``.
+Each plug-in (method, backbone, learner) brings its own flags, listed under its name by
+``--help``. This file only parses flags into a Config and calls ``ader_tf.continual.runner.run``.
 """
 
 from __future__ import annotations
@@ -15,37 +16,68 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ader_tf.config import Config, field_choices  # noqa: E402
+from ader_tf.config import FIELD_GROUPS, Config, field_choices  # noqa: E402
+from ader_tf.plugins import option_groups  # noqa: E402
 
 FLAGS = flags.FLAGS
 
 
-def define_flags() -> None:
-    """One flag per Config field: same name, default, type and help (declared in the Config)."""
-    for field in dataclasses.fields(Config):
-        if field.metadata.get("flag", True) is False:
-            continue
-        help_text, kind = field.metadata["help"], field.metadata["kind"]
-        choices = field_choices(field)
-        if choices is not None:
-            flags.DEFINE_enum(field.name, field.default, list(choices), help_text)
-        elif kind is bool:
-            flags.DEFINE_boolean(field.name, field.default, help_text)
-        elif kind is int:
-            flags.DEFINE_integer(field.name, field.default, help_text)
-        elif kind is float:
-            flags.DEFINE_float(field.name, field.default, help_text)
-        else:
-            flags.DEFINE_string(field.name, field.default, help_text)
+def _define(name: str, default, help_text: str, kind: type, choices, group: str) -> None:
+    """One flag, listed under ``group`` by --help."""
+    where = {"module_name": group}
+    if choices is not None:
+        flags.DEFINE_enum(name, default, list(choices), help_text, **where)
+    elif kind is bool:
+        flags.DEFINE_boolean(name, default, help_text, **where)
+    elif kind is int:
+        flags.DEFINE_integer(name, default, help_text, **where)
+    elif kind is float:
+        flags.DEFINE_float(name, default, help_text, **where)
+    else:
+        flags.DEFINE_string(name, default, help_text, **where)
 
 
-define_flags()
+def _flag_fields() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(Config) if f.metadata.get("flag", True)]
+
+
+def define_flags() -> list[str]:
+    """One flag per Config field and per plug-in option; returns the groups in order."""
+    group_of = {name: group for group, names in FIELD_GROUPS.items() for name in names}
+    for field in _flag_fields():
+        _define(field.name, field.default, field.metadata["help"], field.metadata["kind"],
+                field_choices(field), group_of[field.name])
+    plugin_groups = option_groups()
+    for group, options in plugin_groups.items():
+        for option in options:
+            _define(option.name, option.default, option.help, option.kind, option.choices,
+                    group)
+    return [*FIELD_GROUPS, *plugin_groups]
+
+
+GROUPS = define_flags()
+
+
+def grouped_help() -> str:
+    """Every flag of this program under its group's heading, groups in a reading order."""
+    by_module = FLAGS.flags_by_module_dict()
+    parts = []
+    for group in GROUPS:
+        lines = [flags.text_wrap(f"--{flag.name}: {flag.help} (default: {flag.default_as_str})",
+                                 indent="      ", firstline_indent="  ")
+                 for flag in sorted(by_module.get(group, []), key=lambda f: f.name)]
+        if lines:
+            parts.append(f"{group}:\n" + "\n".join(lines))
+    return "\n\n".join(parts)
 
 
 def config_from_flags() -> Config:
-    """Builds the Config from the parsed flags (same names)."""
-    return Config(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Config)
-                     if f.metadata.get("flag", True)})
+    """Builds the Config from the parsed flags (same names), plug-in options included."""
+    from ader_tf.plugins import make_config, plugin_options
+
+    values = {f.name: getattr(FLAGS, f.name) for f in _flag_fields()}
+    values.update({name: getattr(FLAGS, name) for name in plugin_options()})
+    return make_config(**values)
 
 
 def main(argv: list[str]) -> int:
@@ -89,4 +121,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if any(arg in ("--help", "-h", "--helpshort", "-?") for arg in sys.argv[1:]):
+        print((__doc__ or "").strip() + "\n\nflags (--helpfull adds absl's own):\n\n"
+              + grouped_help())
+        sys.exit(0)
     app.run(main)

@@ -1,7 +1,10 @@
-"""Run configuration: one dataclass holding every flag of the original, plus ours.
+"""Run configuration: one dataclass holding every flag of the original, ours, and the
+options of the plug-ins a run uses.
 
 Defaults equal the original's (``main.py`` of doublemul/ADER) except ``dataset``, which
-defaults to the built-in sample so that ``python main.py`` works on a fresh machine.
+defaults to the built-in sample so that ``python main.py`` works on a fresh machine. The
+plug-ins (methods, learners, backbones) declare their own options in their own files; this
+module knows none of them (`ader_tf.plugins.make_config` builds a Config with them).
 """
 
 from __future__ import annotations
@@ -9,16 +12,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
+from collections.abc import Mapping
 from typing import Any
 
 DATASETS = ("DIGINETICA", "YOOCHOOSE", "sample")
 SELECTIONS = ("herding", "loss", "random", "reservoir")
 STRATEGIES = ("none", "mirrored", "multi_worker")
-NEURAL_MODELS = ("sasrec", "gru4rec", "stamp", "stmp")
-KNN_MODELS = ("sknn", "vsknn")
-MODELS = NEURAL_MODELS + KNN_MODELS
-GRU4REC_TRAINING = ("prefix", "session_parallel")
-GRU4REC_LOSSES = ("bpr", "top1", "bpr_max", "top1_max", "cross_entropy")
 # The methods the original's boolean flags select; a run of one of them is fingerprinted by
 # those flags alone, so that runs started with the flags resume under --method and back.
 FLAG_METHODS = {"finetune": "finetune", "dropout": "dropout", "ewc": "ewc", "joint": "joint"}
@@ -29,16 +29,18 @@ PAPER_METHODS = ("ader", "er", *FLAG_METHODS)
 _NOT_FINGERPRINTED = frozenset(
     {"data_dir", "results_dir", "cycles", "export_k", "export_saved_models", "progress",
      "distribution_strategy", "collective_timeout", "test_batch", "dataset_defaults",
-     "table_growth"}
+     "table_growth", "option_defaults"}
 )
-# Fields added after runs were published: left out of the fingerprint while at their default,
-# so a run started before they existed still resumes.
-_FINGERPRINTED_IF_CHANGED = frozenset(
-    {"model", "gru4rec_layers", "gru4rec_training", "gru4rec_loss", "gru4rec_n_sample",
-     "gru4rec_sample_alpha", "stamp_sigmoid", "knn_k", "knn_sample_size", "knn_window",
-     "lwf_temperature", "derpp_alpha", "derpp_beta", "derpp_top_k", "sacaisr_alpha",
-     "sacaisr_temperature", "sacaisr_top_k", "sacaisr_max_p", "sacaisr_ema_beta",
-     "sacaisr_decay", "length_groups"}
+# The fields every run has fingerprinted since the first published runs, default or not. Every
+# other field (one added later, and every plug-in option) enters the fingerprint only when it
+# differs from its default, so adding a field never changes an existing run's fingerprint.
+# Never add to this set: that would orphan every run folder and record.
+_ALWAYS_FINGERPRINTED = frozenset(
+    {"dataset", "save_dir", "method", "exemplar_size", "lambda_", "finetune", "dropout", "ewc",
+     "joint", "ewc_sample_num", "selection", "disable_distillation", "equal_exemplar",
+     "fix_lambda", "num_epochs", "batch_size", "lr", "num_blocks", "num_heads", "stop",
+     "random_seed", "hidden_units", "maxlen", "dropout_rate", "l2_emb", "valid_portion",
+     "tied_dropout"}
 )
 
 
@@ -63,10 +65,20 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 GENERAL_DEFAULTS: dict[str, Any] = {"lambda_": 0.8, "batch_size": 256}
 
 
-def _method_names() -> tuple[str, ...]:
-    from ader_tf.continual.methods import METHODS
-
-    return tuple(METHODS)
+#: The headings of ``python main.py --help`` and the base fields under each; the plug-ins'
+#: options follow under their plug-in's heading.
+FIELD_GROUPS: dict[str, tuple[str, ...]] = {
+    "run": ("dataset", "save_dir", "data_dir", "results_dir", "cycles", "random_seed",
+            "progress", "export_saved_models", "export_k"),
+    "method": ("method", "finetune", "dropout", "ewc", "joint", "disable_distillation",
+               "lambda_", "fix_lambda", "ewc_sample_num"),
+    "exemplars": ("exemplar_size", "selection", "equal_exemplar"),
+    "training": ("num_epochs", "batch_size", "lr", "stop", "valid_portion", "test_batch",
+                 "table_growth"),
+    "model": ("model", "hidden_units", "maxlen", "num_blocks", "num_heads", "dropout_rate",
+              "tied_dropout", "l2_emb"),
+    "distribution": ("distribution_strategy", "collective_timeout"),
+}
 
 
 def field_choices(field: dataclasses.Field) -> tuple[str, ...] | None:
@@ -75,7 +87,7 @@ def field_choices(field: dataclasses.Field) -> tuple[str, ...] | None:
     return choices() if callable(choices) else choices
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class Config:
     """Everything a continual-learning run needs; each field's help is its flag's help."""
 
@@ -88,7 +100,7 @@ class Config:
                           "paper's), er, finetune, dropout, ewc, joint, lwf, agem, mas, derpp, "
                           "sacaisr. "
                           "--finetune, --dropout, --ewc, --joint and --disable_distillation are "
-                          "aliases of the paper's.", _method_names)
+                          "aliases of the paper's.")
     # Exemplars
     exemplar_size: int = _option(30000, "Number of exemplars kept per cycle.")
     lambda_: float = _option(None, "Base weight of the continual term (ADER's distillation, ER's "
@@ -149,50 +161,60 @@ class Config:
     tied_dropout: bool = _option(True, "Share dropout masks between layers as the original's "
                                  "shared op seed does (embedding and FFN outputs; attention "
                                  "weights); false: independent masks.")
-    # Only speed should depend on it: the groups' rows are encoded apart and put back in order,
-    # which changes float32 summation order and nothing else (tests/test_sasrec.py checks).
-    length_groups: int = _option(4, "SASRec: encode each batch as this many groups of rows of "
-                                 "similar length, each trimmed of its own leading padding "
-                                 "(faster on long-tailed sessions; 1: one group).")
     progress: bool = _option(True, "Show progress bars.")
-    # Backbones: which model, and the settings only some models read
     model: str = _option("sasrec", "Backbone: sasrec (the paper's), gru4rec, stamp, stmp, or the "
-                         "untrained session-kNN sknn / vsknn.", MODELS)
-    gru4rec_layers: int = _option(1, "GRU4Rec: stacked GRU layers.")
-    gru4rec_training: str = _option(
-        "prefix", "GRU4Rec: 'prefix' (the protocol's prefix examples and full softmax, works "
-        "with every method) or 'session_parallel' (GRU4Rec's own mini-batches and sampled "
-        "loss; with a method trained on cross-entropy alone).", GRU4REC_TRAINING)
-    gru4rec_loss: str = _option("bpr_max", "GRU4Rec session-parallel loss.", GRU4REC_LOSSES)
-    gru4rec_n_sample: int = _option(2048, "GRU4Rec session-parallel: extra negatives per step.")
-    gru4rec_sample_alpha: float = _option(0.75, "GRU4Rec session-parallel: negatives drawn with "
-                                          "popularity^alpha.")
-    stamp_sigmoid: bool = _option(False, "STAMP/STMP: sigmoid on the scores before the softmax, "
-                                  "as the paper writes (the authors' code has none).")
-    knn_k: int = _option(100, "SKNN/V-SKNN: neighbours.")
-    knn_sample_size: int = _option(500, "SKNN/V-SKNN: candidate neighbours, the most recent "
-                                   "ones sharing an item.")
-    knn_window: int = _option(1, "SKNN/V-SKNN with --finetune: how many recent periods it "
-                              "remembers.")
-    # Methods beyond the paper
-    lwf_temperature: float = _option(2.0, "LwF: distillation temperature (the paper's T = 2).")
-    derpp_alpha: float = _option(0.5, "DER++: weight of the stored-score term.")
-    derpp_beta: float = _option(0.5, "DER++: weight of the exemplars' label term.")
-    derpp_top_k: int = _option(100, "DER++: scores stored per exemplar (the k-th bounds the "
-                               "rest).")
-    # SA-CAISR's defaults are those of the authors' code (Togmm/SA-CAISR), whose default
-    # dataset is DIGINETICA; the temperature is a constant there.
-    sacaisr_alpha: float = _option(4.0, "SA-CAISR: weight of the InfoNCE consistency term.")
-    sacaisr_temperature: float = _option(0.07, "SA-CAISR: InfoNCE temperature.")
-    sacaisr_top_k: int = _option(128, "SA-CAISR: hardest in-batch negatives per row.")
-    sacaisr_max_p: float = _option(0.8, "SA-CAISR: drop probability of the old model's most "
-                                   "conflicting weight of each tensor, in [0, 1).")
-    sacaisr_ema_beta: float = _option(0.63, "SA-CAISR: share of the history kept when the old "
-                                      "model's Fisher information is updated each batch.")
-    sacaisr_decay: float = _option(0.9, "SA-CAISR: factor on the smoothed Fisher information "
-                                   "after each epoch.")
+                         "untrained session-kNN sknn / vsknn.")
     # Filled in, not given: the fields that took their dataset's default (see DATASET_DEFAULTS).
     dataset_defaults: tuple[str, ...] = dataclasses.field(default=(), metadata={"flag": False})
+    # The plug-ins' own options (see `ader_tf.options`): those that differ from their default
+    # in ``options``, every declared default in ``option_defaults``; both are filled by
+    # `ader_tf.plugins.make_config`, which knows the plug-ins (this module knows none).
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict,
+                                                   metadata={"flag": False})
+    option_defaults: Mapping[str, Any] = dataclasses.field(
+        default_factory=dict, metadata={"flag": False}, compare=False, repr=False)
+
+    def __init__(self, **values: Any) -> None:
+        """Base fields by name; any other keyword is a plug-in option (see `options`)."""
+        options = dict(values.pop("options", {}))
+        defaults = dict(values.pop("option_defaults", {}))
+        names = {f.name for f in dataclasses.fields(self)}
+        for field in dataclasses.fields(self):
+            if field.name in ("options", "option_defaults"):
+                continue
+            if field.name in values:
+                value = values.pop(field.name)
+            elif field.default_factory is not dataclasses.MISSING:
+                value = field.default_factory()
+            else:
+                value = field.default
+            object.__setattr__(self, field.name, value)
+        options.update(values)  # the keywords left are plug-in options
+        unknown = sorted(set(options) & names)
+        if unknown:
+            raise ValueError(f"{unknown} are fields of Config, not plug-in options")
+        # Options at their default are dropped: a run that gives one fingerprints as one that
+        # does not.
+        options = {k: v for k, v in options.items() if k not in defaults or v != defaults[k]}
+        object.__setattr__(self, "options", types.MappingProxyType(dict(sorted(options.items()))))
+        object.__setattr__(self, "option_defaults", types.MappingProxyType(defaults))
+        self.__post_init__()
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only for names that are not fields: a plug-in option, given or default.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        options = self.__dict__.get("options", {})
+        if name in options:
+            return options[name]
+        defaults = self.__dict__.get("option_defaults", {})
+        if name in defaults:
+            return defaults[name]
+        raise AttributeError(f"Config has no field or plug-in option {name!r} (plug-in options "
+                             "are known to configs made by ader_tf.plugins.make_config)")
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint())
 
     def __post_init__(self) -> None:
         _resolve_dataset_defaults(self)
@@ -205,7 +227,10 @@ class Config:
         return f"{self.dataset}-{self.save_dir}"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field and every plug-in option (defaults included), flat (config.json)."""
+        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("options", "option_defaults")}
+        return {**base, **dict(sorted({**self.option_defaults, **self.options}.items()))}
 
     def explain_dataset_defaults(self) -> str | None:
         """A log line saying which values came from the dataset's defaults, or None."""
@@ -228,13 +253,18 @@ class Config:
         return dataclasses.replace(self, dataset_defaults=(), **kept) if kept else self
 
     def fingerprint(self) -> str:
-        """Short hash of every field that changes results, to refuse resuming another run."""
-        defaults = Config.__dataclass_fields__
+        """Short hash of every value that changes results, to refuse resuming another run.
+
+        The fields of `_ALWAYS_FINGERPRINTED` always count; every other field and plug-in
+        option counts only where it differs from its default (`options` holds just those).
+        """
+        fields = {f.name: f for f in dataclasses.fields(self)}
         relevant = {
-            k: v for k, v in self.to_dict().items()
-            if k not in _NOT_FINGERPRINTED
-            and not (k in _FINGERPRINTED_IF_CHANGED and v == defaults[k].default)
+            name: getattr(self, name) for name, field in fields.items()
+            if name not in _NOT_FINGERPRINTED and name != "options"
+            and (name in _ALWAYS_FINGERPRINTED or getattr(self, name) != field.default)
         }
+        relevant.update(self.options)
         if self.method in PAPER_METHODS:  # the original's flags say it, as before --method
             del relevant["method"]
         blob = json.dumps(relevant, sort_keys=True).encode()
@@ -282,15 +312,14 @@ def _resolve_method(config: Config) -> None:
 
 
 def validate(config: Config) -> None:
-    """Rejects invalid values and combinations before any work starts.
+    """Rejects invalid values and combinations of the base fields before any work starts.
+
+    The plug-ins' options, and which methods go with which backbone, are checked by
+    `ader_tf.plugins.validate_plugins`.
 
     Raises:
         ValueError: with a message naming the flag(s) and the value received.
     """
-    # Imported here: the methods import objectives and TensorFlow, which reading a Config
-    # (e.g. in benchmarks/reproduce.py) does not need until it is validated.
-    from ader_tf.continual.methods import METHODS, method_class
-
     if not config.dataset or any(sep in config.dataset for sep in ("/", "\\")):
         raise ValueError(
             f"--dataset names a folder under --data_dir (or one of {DATASETS}), got "
@@ -306,23 +335,8 @@ def validate(config: Config) -> None:
     if not config.collective_timeout >= 0:
         raise ValueError(f"--collective_timeout must be >= 0 seconds, got "
                          f"{config.collective_timeout}")
-    method = method_class(config.method)
-    method.check_config(config)
-    for other in METHODS.values():
-        changed = _changed(config, tuple(o for o in other.options if o not in method.options))
-        if changed:
-            raise ValueError(
-                f"--{' --'.join(changed)} only applies to --method={other.name}, "
-                f"not --method={config.method}"
-            )
-    if config.lwf_temperature <= 0 or config.derpp_alpha < 0 or config.derpp_beta < 0:
-        raise ValueError(
-            "--lwf_temperature must be positive and --derpp_alpha, --derpp_beta non-negative, "
-            f"got {config.lwf_temperature}, {config.derpp_alpha}, {config.derpp_beta}"
-        )
     positive = ("exemplar_size", "num_epochs", "batch_size", "test_batch", "num_blocks",
-                "num_heads", "stop", "hidden_units", "maxlen", "export_k", "ewc_sample_num",
-                "derpp_top_k", "length_groups")
+                "num_heads", "stop", "hidden_units", "maxlen", "export_k", "ewc_sample_num")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ValueError(f"--{name} must be positive, got {getattr(config, name)}")
@@ -335,8 +349,11 @@ def validate(config: Config) -> None:
         raise ValueError(f"--dropout_rate must be in [0, 1), got {config.dropout_rate}")
     if not config.table_growth >= 1:
         raise ValueError(f"--table_growth must be >= 1, got {config.table_growth}")
-    if config.lr <= 0 or config.lambda_ < 0 or config.l2_emb < 0:
-        raise ValueError("--lr must be positive and --lambda_, --l2_emb non-negative")
+    if config.lr <= 0:
+        raise ValueError(f"--lr must be positive, got {config.lr}")
+    for name in ("lambda_", "l2_emb"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"--{name} must be >= 0, got {getattr(config, name)}")
     if config.cycles < 0:
         raise ValueError(f"--cycles must be >= 0 (0 = all), got {config.cycles}")
     if not config.save_dir or any(sep in config.save_dir for sep in ("/", "\\")):
@@ -346,72 +363,10 @@ def validate(config: Config) -> None:
             f"--save_dir is a run name, not a path (put the folder in --results_dir); "
             f"got {config.save_dir!r}"
         )
-    validate_model(config)
 
 
-def _changed(config: Config, names: tuple[str, ...]) -> list[str]:
-    """The names among ``names`` whose value differs from the default."""
-    fields = Config.__dataclass_fields__
-    return [n for n in names if getattr(config, n) != fields[n].default]
-
-
-def validate_model(config: Config) -> None:
-    """Rejects backbone settings that do not apply to ``--model``.
-
-    Raises:
-        ValueError: naming the flag, the model and what to use instead.
-    """
-    if config.model not in MODELS:
-        raise ValueError(f"--model must be one of {MODELS}, got {config.model!r}")
-    gru4rec = ("gru4rec_layers", "gru4rec_training", "gru4rec_loss", "gru4rec_n_sample",
-               "gru4rec_sample_alpha")
-    for names, models in ((gru4rec, ("gru4rec",)), (("stamp_sigmoid",), ("stamp", "stmp")),
-                          (("length_groups",), ("sasrec",)),
-                          (("knn_k", "knn_sample_size", "knn_window"), KNN_MODELS)):
-        changed = _changed(config, names)
-        if changed and config.model not in models:
-            raise ValueError(
-                f"--{' --'.join(changed)} only applies to --model={'/'.join(models)}, "
-                f"not --model={config.model}"
-            )
-    if config.gru4rec_training not in GRU4REC_TRAINING:
-        raise ValueError(
-            f"--gru4rec_training must be one of {GRU4REC_TRAINING}, got {config.gru4rec_training!r}"
-        )
-    if config.gru4rec_loss not in GRU4REC_LOSSES:
-        raise ValueError(
-            f"--gru4rec_loss must be one of {GRU4REC_LOSSES}, got {config.gru4rec_loss!r}"
-        )
-    for name in ("gru4rec_layers", "knn_k", "knn_sample_size", "knn_window"):
-        if getattr(config, name) <= 0:
-            raise ValueError(f"--{name} must be positive, got {getattr(config, name)}")
-    if config.gru4rec_n_sample < 0 or config.gru4rec_sample_alpha < 0:
-        raise ValueError(
-            "--gru4rec_n_sample and --gru4rec_sample_alpha must be >= 0, got "
-            f"{config.gru4rec_n_sample} and {config.gru4rec_sample_alpha}"
-        )
-    if config.gru4rec_training == "session_parallel":
-        from ader_tf.continual.methods import METHODS, method_class
-
-        if not method_class(config.method).plain_loss:
-            plain = ", ".join(name for name, m in METHODS.items() if m.plain_loss)
-            raise ValueError(
-                "--gru4rec_training=session_parallel trains on sampled scores of whole "
-                "sessions, so it cannot replay exemplars or add a loss term: use it with a "
-                f"method trained on cross-entropy alone ({plain}); got the "
-                f"{config.method!r} method"
-            )
-        if config.distribution_strategy != "none":
-            raise ValueError("--gru4rec_training=session_parallel runs on one device only")
-    if config.model in KNN_MODELS:
-        knn_method = config.method in ("finetune", "joint") or (
-            config.method == "er" and config.selection == "random" and not config.fix_lambda
-        )
-        if not knn_method:
-            raise ValueError(
-                f"--model={config.model} is not trained, so the {config.method!r} method does "
-                "not apply (no distillation, dropout, EWC penalty or model-based selection). "
-                "Choose its memory instead: --finetune (the last --knn_window periods), "
-                "--joint (all past periods) or --disable_distillation --selection=random "
-                "(the exemplars' sessions plus the last period)"
-            )
+def changed_fields(config: Config, names: tuple[str, ...]) -> list[str]:
+    """The names among ``names`` (fields or plug-in options) that differ from their default."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    return [n for n in names
+            if (n in config.options) or (n in fields and getattr(config, n) != fields[n].default)]

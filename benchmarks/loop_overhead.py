@@ -28,11 +28,12 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ader_tf.config import Config  # noqa: E402
-from ader_tf.continual.runner import ORIGINAL_TABLE_ITEMS, _ProgressBar, build_model  # noqa: E402
+from ader_tf.continual.learners.neural import ORIGINAL_TABLE_ITEMS, _ProgressBar  # noqa: E402
 from ader_tf.data.cycles import ContinualData  # noqa: E402
 from ader_tf.data.pipeline import training_batches, training_dataset  # noqa: E402
+from ader_tf.models.factory import build_model  # noqa: E402
 from ader_tf.objectives import CrossEntropy  # noqa: E402
+from ader_tf.plugins import make_config  # noqa: E402
 from benchmarks.interleaved import spread  # noqa: E402
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "DIGINETICA's period files.")
@@ -51,7 +52,8 @@ def timed(fn) -> float:
 
 def main(argv: list[str]) -> None:
     del argv
-    config = Config(dataset="DIGINETICA", batch_size=_BATCH_SIZE.value, random_seed=_SEED.value)
+    config = make_config(dataset="DIGINETICA", batch_size=_BATCH_SIZE.value,
+                         random_seed=_SEED.value)
     data = ContinualData(_DATA_DIR.value, config.maxlen, seed=_SEED.value).cycle(1)
     rng = np.random.default_rng(_SEED.value)
     rows = rng.choice(len(data.train), _BATCHES.value * _BATCH_SIZE.value, replace=False)

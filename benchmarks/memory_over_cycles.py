@@ -53,11 +53,11 @@ def _run_child(growth: float) -> None:
     """Runs one setting in this process and prints a JSON row after each cycle."""
     import gc
 
-    from ader_tf.config import Config
     from ader_tf.continual.runner import ContinualRunner
+    from ader_tf.plugins import make_config
 
     with tempfile.TemporaryDirectory() as results_dir:
-        config = Config(dataset=_DATASET.value, data_dir=_DATA_DIR.value,
+        config = make_config(dataset=_DATASET.value, data_dir=_DATA_DIR.value,
                         results_dir=results_dir, cycles=_CYCLES.value,
                         num_epochs=_EPOCHS.value, export_saved_models=False, progress=False,
                         table_growth=growth)

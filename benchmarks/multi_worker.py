@@ -43,12 +43,12 @@ def _worker() -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from ader_tf.config import Config
-    from ader_tf.continual.runner import build_model
     from ader_tf.continual.workers import distribution_strategy, worker_role
+    from ader_tf.models.factory import build_model
+    from ader_tf.plugins import make_config
 
     strategy = distribution_strategy("multi_worker", 300)
-    config = Config(hidden_units=FLAGS.hidden_units, maxlen=FLAGS.maxlen)
+    config = make_config(hidden_units=FLAGS.hidden_units, maxlen=FLAGS.maxlen)
     with strategy.scope():
         model = build_model(config, FLAGS.num_items, 0.0, seed=0)
     rng = np.random.default_rng(0)

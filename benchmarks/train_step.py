@@ -35,7 +35,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ader_tf.continual.runner import ORIGINAL_TABLE_ITEMS  # noqa: E402
+from ader_tf.continual.learners.neural import ORIGINAL_TABLE_ITEMS  # noqa: E402
 from ader_tf.continual.teacher import frozen_teacher  # noqa: E402
 from ader_tf.data.pipeline import untuned_options  # noqa: E402
 from ader_tf.models.growth import grow_items  # noqa: E402

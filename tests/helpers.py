@@ -18,6 +18,7 @@ from ader_tf.data.sample import SampleConfig
 from ader_tf.models.gru4rec import GRU4RecEncoder
 from ader_tf.models.recommender import SessionRecommender
 from ader_tf.models.sasrec import SASRecEncoder
+from ader_tf.plugins import make_config
 
 # Vocabulary of the tiny GRU4Rec encoder and of the patterned sessions.
 NUM_ITEMS = 20
@@ -141,7 +142,7 @@ def tiny_config(data_dir: str, results_dir: Any, **kwargs: Any) -> Config:
     settings = {**TINY, **kwargs}
     if settings.get("model", "sasrec") != "sasrec" and "length_groups" not in kwargs:
         del settings["length_groups"]  # a SASRec setting: other backbones refuse it
-    return Config(data_dir=data_dir, results_dir=str(results_dir), **settings)
+    return make_config(data_dir=data_dir, results_dir=str(results_dir), **settings)
 
 
 def metrics_rows(path: Any) -> list[dict[str, str]]:

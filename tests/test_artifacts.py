@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ader_tf.config import Config
 from ader_tf.continual.artifacts import (
     METRIC_COLUMNS,
     CheckpointKeeper,
@@ -17,19 +16,20 @@ from ader_tf.continual.artifacts import (
     check_weights_stored,
     write_metrics_csv,
 )
-from ader_tf.continual.runner import build_encoder, build_model
+from ader_tf.models.factory import build_encoder, build_model
 from ader_tf.models.recommender import SessionRecommender
+from ader_tf.plugins import make_config
 
 SMALL = dict(hidden_units=8, maxlen=6, num_blocks=1, num_heads=1)
 
 
 def _model(seed: int):
-    return build_model(Config(**SMALL), num_items=20, dropout_rate=0.0, seed=seed)
+    return build_model(make_config(**SMALL), num_items=20, dropout_rate=0.0, seed=seed)
 
 
 def _uncompiled_model(seed: int):
     """A model without an optimizer, as the distillation teacher is built."""
-    model = SessionRecommender(build_encoder(Config(**SMALL), 20, 0.0, seed))
+    model = SessionRecommender(build_encoder(make_config(**SMALL), 20, 0.0, seed))
     model.build_all(SMALL["maxlen"])
     return model
 

@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from ader_tf.config import Config
+from ader_tf.plugins import make_config
 from tests.conftest import REPO_ROOT
 
 
 def test_defaults_are_the_originals():
-    c = Config()
+    c = make_config()
     assert (c.exemplar_size, c.lambda_, c.num_epochs, c.batch_size, c.test_batch) == (
         30000, 0.8, 100, 256, 64)
     assert (c.lr, c.num_blocks, c.num_heads, c.stop, c.hidden_units, c.maxlen) == (
@@ -53,36 +53,36 @@ def test_defaults_are_the_originals():
 )
 def test_invalid_combinations_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        Config(**kwargs)
+        make_config(**kwargs)
 
 
 def test_methods_from_flags():
-    assert Config(disable_distillation=True).method == "er"
-    assert Config(joint=True).method == "joint"
-    assert Config(ewc=True, selection="random").method == "ewc"
+    assert make_config(disable_distillation=True).method == "er"
+    assert make_config(joint=True).method == "joint"
+    assert make_config(ewc=True, selection="random").method == "ewc"
 
 
 def test_backbone_methods_that_apply_are_accepted():
-    assert Config(model="sknn", finetune=True, knn_window=2).method == "finetune"
-    assert Config(model="vsknn", disable_distillation=True, selection="random").method == "er"
-    assert Config(model="gru4rec", gru4rec_training="session_parallel", joint=True).joint
-    assert Config(model="stmp", ewc=True, stamp_sigmoid=True).method == "ewc"
+    assert make_config(model="sknn", finetune=True, knn_window=2).method == "finetune"
+    assert make_config(model="vsknn", disable_distillation=True, selection="random").method == "er"
+    assert make_config(model="gru4rec", gru4rec_training="session_parallel", joint=True).joint
+    assert make_config(model="stmp", ewc=True, stamp_sigmoid=True).method == "ewc"
 
 
 def test_fingerprint_of_a_default_backbone_is_unchanged():
     """Runs started before --model existed keep resuming: default backbone fields are omitted."""
-    assert Config().fingerprint() == Config(model="sasrec", knn_k=100).fingerprint()
-    assert Config().fingerprint() != Config(model="gru4rec").fingerprint()
+    assert make_config().fingerprint() == make_config(model="sasrec", knn_k=100).fingerprint()
+    assert make_config().fingerprint() != make_config(model="gru4rec").fingerprint()
     # Runs started before --length_groups existed resume; other groups are a different run.
-    assert Config().fingerprint() == Config(length_groups=4).fingerprint()
-    assert Config().fingerprint() != Config(length_groups=1).fingerprint()
+    assert make_config().fingerprint() == make_config(length_groups=4).fingerprint()
+    assert make_config().fingerprint() != make_config(length_groups=1).fingerprint()
 
 
 def test_fingerprint_ignores_where_results_go():
     # Spare table rows change no number either (see test_growing_runs).
-    a, b = Config(), Config(results_dir="elsewhere", cycles=3, table_growth=1.0)
+    a, b = make_config(), make_config(results_dir="elsewhere", cycles=3, table_growth=1.0)
     assert a.fingerprint() == b.fingerprint()
-    assert a.fingerprint() != Config(random_seed=1).fingerprint()
+    assert a.fingerprint() != make_config(random_seed=1).fingerprint()
 
 
 def _main(*args: str) -> subprocess.CompletedProcess:
@@ -125,18 +125,18 @@ def test_a_folder_without_period_files_says_how_to_make_them(tmp_path):
 
 
 def test_yoochoose_takes_the_papers_setting_unless_given():
-    yoochoose = Config(dataset="YOOCHOOSE")
+    yoochoose = make_config(dataset="YOOCHOOSE")
     assert (yoochoose.lambda_, yoochoose.batch_size) == (1.0, 512)
     assert yoochoose.dataset_defaults == ("lambda_", "batch_size")
     assert "the paper's setting for YOOCHOOSE" in yoochoose.explain_dataset_defaults()
-    given = Config(dataset="YOOCHOOSE", lambda_=0.5)
+    given = make_config(dataset="YOOCHOOSE", lambda_=0.5)
     assert (given.lambda_, given.batch_size, given.dataset_defaults) == (0.5, 512, ("batch_size",))
-    diginetica = Config(dataset="DIGINETICA")
+    diginetica = make_config(dataset="DIGINETICA")
     assert (diginetica.lambda_, diginetica.batch_size) == (0.8, 256)
     # Values from defaults or from flags give the same run.
-    assert diginetica.fingerprint() == Config(dataset="DIGINETICA", lambda_=0.8,
+    assert diginetica.fingerprint() == make_config(dataset="DIGINETICA", lambda_=0.8,
                                               batch_size=256).fingerprint()
-    assert yoochoose.fingerprint() == Config(dataset="YOOCHOOSE", lambda_=1.0,
+    assert yoochoose.fingerprint() == make_config(dataset="YOOCHOOSE", lambda_=1.0,
                                              batch_size=512).fingerprint()
 
 

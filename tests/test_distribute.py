@@ -141,8 +141,9 @@ def _whole_runs(data_dir: str, results_dir: str) -> dict:
     lines: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: lines.append(record.getMessage())
-    logging.getLogger(runner.__name__).addHandler(handler)
-    logging.getLogger(runner.__name__).setLevel(logging.INFO)
+    # The loop's and its learner's loggers (the epoch lines are the learner's).
+    logging.getLogger("ader_tf.continual").addHandler(handler)
+    logging.getLogger("ader_tf.continual").setLevel(logging.INFO)
     two_cpus = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     report = {}
     for name in ("single", "mirrored"):

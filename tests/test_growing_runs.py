@@ -8,9 +8,11 @@ import shutil
 
 import pytest
 
-from ader_tf.continual import runner as runner_module
 from ader_tf.continual.artifacts import checkpoint_prefix, stored_item_count
-from ader_tf.continual.runner import ContinualRunner, run, table_items
+from ader_tf.continual.learners import neural
+from ader_tf.continual.learners.neural import NeuralLearner
+from ader_tf.continual.runner import ContinualRunner, run
+from ader_tf.models.growth import table_items
 from tests.helpers import METHOD_FLAGS, results
 from tests.helpers import tiny_config as _config
 
@@ -122,17 +124,17 @@ def test_a_run_made_before_tables_grew_resumes_at_its_table_size(
     for p in range(3):
         with open(os.path.join(data_dir, "STREAM", f"period_{p}.txt")) as f:
             every_item = max([every_item, *(int(line.split()[1]) for line in f)])
-    monkeypatch.setitem(runner_module.ORIGINAL_TABLE_ITEMS, "STREAM", every_item)
+    monkeypatch.setitem(neural.ORIGINAL_TABLE_ITEMS, "STREAM", every_item)
     grown = run(_config(data_dir, tmp_path / "grown", dataset="STREAM"))
 
-    fresh_model = ContinualRunner._fresh_model
+    fresh_model = NeuralLearner.fresh_model
 
     def full_size(self, cycle, num_items, lineage=None):
         fresh_model(self, cycle, every_item, lineage)
 
-    monkeypatch.setattr(ContinualRunner, "_fresh_model", full_size)
+    monkeypatch.setattr(NeuralLearner, "fresh_model", full_size)
     run(_config(data_dir, tmp_path / "old", dataset="STREAM", cycles=1))
-    monkeypatch.setattr(ContinualRunner, "_fresh_model", fresh_model)
+    monkeypatch.setattr(NeuralLearner, "fresh_model", fresh_model)
     resumed = ContinualRunner(_config(data_dir, tmp_path / "old", dataset="STREAM"))
     assert resumed.run()["cycles_completed"] == 2
     assert resumed.model.encoder.num_items == every_item > _max_items(

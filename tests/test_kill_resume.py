@@ -31,7 +31,7 @@ CHILD = '''
 import glob, json, os, signal, sys, threading
 sys.path.insert(0, {repo!r})
 from ader_tf import io_utils
-from ader_tf.config import Config
+from ader_tf.plugins import make_config
 from ader_tf.continual.runner import ContinualRunner
 
 kwargs, cycle, phase = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -76,7 +76,7 @@ def on_phase(at_cycle, at_phase):
         kill()
 
 
-runner = ContinualRunner(Config(**kwargs), on_phase=on_phase)
+runner = ContinualRunner(make_config(**kwargs), on_phase=on_phase)
 runner.run()
 '''
 

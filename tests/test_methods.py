@@ -5,13 +5,19 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from ader_tf.config import Config
 from ader_tf.continual.importance import ImportanceState
-from ader_tf.continual.methods import METHODS, CycleContext, adaptive_lambda, make_method
+from ader_tf.continual.methods import (
+    METHODS,
+    CycleContext,
+    KeptObjects,
+    adaptive_lambda,
+    make_method,
+)
 from ader_tf.continual.teacher import frozen_teacher
 from ader_tf.data.examples import Examples
 from ader_tf.models.gru4rec import GRU4RecEncoder
@@ -25,8 +31,10 @@ from ader_tf.objectives import (
     GradientProjection,
     ImportancePenalty,
     LogitMatching,
+    Objective,
     Replay,
 )
+from ader_tf.plugins import make_config
 from tests.helpers import left_padded, randomize
 from tests.helpers import tiny_sasrec_model as tiny_model
 
@@ -63,25 +71,26 @@ def test_registry_names_every_method_file():
     ],
 )
 def test_what_each_method_keeps(flags, name, dropout, keeps, replays, scratch):
-    method = make_method(Config(**flags))
+    method = make_method(make_config(**flags))
     assert (method.name, method.dropout_rate, method.keeps_exemplars, method.replays_exemplars,
             method.retrains_from_scratch) == (name, dropout, keeps, replays, scratch)
 
 
 @pytest.mark.parametrize("name", ["finetune", "dropout", "ewc", "joint"])
 def test_original_flags_are_aliases_of_method(name):
-    by_flag, by_name = Config(**{name: True}), Config(method=name)
+    by_flag, by_name = make_config(**{name: True}), make_config(method=name)
     assert by_flag.method == by_name.method == name
     assert getattr(by_name, name) is True
     assert by_flag.fingerprint() == by_name.fingerprint()  # runs resume under either spelling
 
 
 def test_er_is_ader_without_distillation():
-    assert Config(disable_distillation=True).method == "er"
-    assert Config(method="er").disable_distillation is True
-    assert Config(method="er").fingerprint() == Config(disable_distillation=True).fingerprint()
-    assert Config().fingerprint() == Config(method="ader").fingerprint()
-    assert Config(method="lwf").fingerprint() != Config().fingerprint()
+    assert make_config(disable_distillation=True).method == "er"
+    assert make_config(method="er").disable_distillation is True
+    assert make_config(method="er").fingerprint() == make_config(
+        disable_distillation=True).fingerprint()
+    assert make_config().fingerprint() == make_config(method="ader").fingerprint()
+    assert make_config(method="lwf").fingerprint() != make_config().fingerprint()
 
 
 @pytest.mark.parametrize(
@@ -108,7 +117,7 @@ def test_er_is_ader_without_distillation():
 )
 def test_combinations_that_make_no_sense_are_refused(flags, message):
     with pytest.raises(ValueError, match=message):
-        Config(**flags)
+        make_config(**flags)
 
 
 # === Objectives each method trains with ===
@@ -126,14 +135,15 @@ def _examples(n: int, seed: int) -> Examples:
     return Examples(ids, rng.integers(1, NUM_ITEMS + 1, n).astype(np.int32))
 
 
-def _context(config, model, cycle=2, exemplars=None, origin=None, tmp_path=None, teacher=None):
+def _context(config, model, cycle=2, exemplars=None, origin=None, tmp_path=None, teacher=None,
+             kept=None):
+    """What the loop gives a method in ``cycle``; ``kept``: the loop's KeptObjects, if any."""
     previous = None if cycle == 1 else {"cycle": cycle - 1, "max_item": 20, "best_epoch": 1}
     return CycleContext(
         cycle=cycle, config=config, model=model, data=_Data(_examples(40, cycle), NUM_ITEMS),
-        previous=previous, exemplars=exemplars, exemplar_origin=origin,
-        teacher=lambda: teacher,
-        state_path=lambda c, name: str(tmp_path / f"{name}_{c}.npz"),
-        seed=lambda salt: 0,
+        previous=previous, exemplars=exemplars, exemplar_origin=origin, teacher=teacher,
+        weight=tf.Variable(0.5), state_path=lambda c, name: str(tmp_path / f"{name}_{c}.npz"),
+        seed=lambda salt: 0, kept=kept,
     )
 
 
@@ -162,51 +172,73 @@ def _parts(objective):
     ],
 )
 def test_first_cycle_is_plain_then_the_methods_objective(name, parts, tmp_path):
-    config, model = Config(method=name), _model()
+    config, model = make_config(method=name), _model()
     method = make_method(config)
     teacher = _model(seed=2)
     assert _parts(method.objective(_context(config, model, 1, tmp_path=tmp_path))) == [
         CrossEntropy]
     exemplars = _examples(10, 5)
-    ctx = _context(config, model, 2, exemplars, tmp_path=tmp_path, teacher=teacher)
+    kept = KeptObjects()
+    ctx = _context(config, model, 2, exemplars, tmp_path=tmp_path, teacher=teacher, kept=kept)
     objective = method.objective(ctx)
     assert _parts(objective) == parts
     # The same object in the next cycle: the training step is not retraced.
     assert method.objective(_context(config, model, 3, exemplars, tmp_path=tmp_path,
-                                     teacher=teacher)) is objective
+                                     teacher=teacher, kept=kept)) is objective
     if name == "lwf":
         assert objective.parts[1].rows == "current" and objective.parts[1].temperature == 2.0
 
 
-@pytest.mark.parametrize("name", ["ader", "lwf", "sacaisr"])
-def test_a_distilling_method_asks_for_the_last_cycles_teacher_every_cycle(name, tmp_path):
-    # The runner refills the teacher with the last cycle's weights when it is asked for, so
-    # a method that stopped asking would distil from an ever older model.
-    config, model = Config(method=name), _model()
+def _held_teacher(objective):
+    """The model an objective's second term learns from (a teacher, or a screened one)."""
+    term = objective.parts[1]
+    held = getattr(term, "teacher", None) or getattr(term, "reference", None)
+    return getattr(getattr(held, "__self__", None), "teacher", held)  # a bound method's owner
+
+
+@pytest.mark.parametrize("name", [n for n, cls in METHODS.items() if cls.uses_teacher])
+def test_a_teacher_method_learns_from_the_teacher_the_loop_gives(name, tmp_path):
+    """The loop refills one teacher object every cycle and makes a new one when the tables
+    grow; every method that uses a teacher must then hold the one it is given."""
+    config, model = make_config(method=name), _model()
     method = make_method(config)
-    teacher = _model(seed=2)
-    asked = []
+    kept, teacher = KeptObjects(), _model(seed=2)
 
-    def context(cycle):
-        ctx = _context(config, model, cycle, _examples(10, 5), tmp_path=tmp_path)
-        return dataclasses.replace(ctx, teacher=lambda: asked.append(cycle) or teacher)
+    def objective(cycle, teacher):
+        return method.objective(_context(config, model, cycle, _examples(10, 5),
+                                         tmp_path=tmp_path, teacher=teacher, kept=kept))
 
-    for cycle in (2, 3, 4):
-        method.objective(context(cycle))
-    assert sorted(set(asked)) == [2, 3, 4]
-    # A new teacher object (the item tables grew) gives a new objective that holds it.
+    first = objective(2, teacher)
+    assert _held_teacher(first) is teacher
+    assert objective(3, teacher) is first  # the same teacher object: no retrace
     bigger = _model(seed=3)
-    ctx = dataclasses.replace(context(5), teacher=lambda: bigger)
-    parts = method.objective(ctx).parts
-    held = getattr(parts[1], "teacher", None) or getattr(parts[1], "reference", None)
-    assert held is bigger or method._screening.teacher is bigger
+    assert _held_teacher(objective(4, bigger)) is bigger
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_methods_keep_no_model_objective_or_variable_between_cycles(name, tmp_path):
+    """What lives across cycles is the loop's (the teacher, the objectives it keeps); a
+    method's own attributes hold only what it saves and restores (EWC's importance, DER++'s
+    stored scores)."""
+    options = {"derpp_top_k": 3} if name == "derpp" else {}
+    config, model = make_config(method=name, ewc_sample_num=6, **options), _model()
+    method = make_method(config)
+    exemplars = _examples(10, 5) if method.keeps_exemplars else None
+    kept = KeptObjects()
+    method.after_cycle(_context(config, model, 1, exemplars, np.full(10, -1), tmp_path, kept=kept))
+    method.objective(_context(config, model, 2, exemplars, tmp_path=tmp_path,
+                              teacher=_model(seed=2), kept=kept))
+    # Its cycle-free cross-entropy (made once with the method) is the one objective it keeps.
+    kept_by_method = {k: v for k, v in vars(method).items() if k != "cross_entropy"}
+    for attribute, value in kept_by_method.items():
+        assert not isinstance(value, Objective | keras.Model | tf.Variable), attribute
 
 
 def test_ewc_replaces_its_fisher_and_mas_accumulates(tmp_path):
     model = _model()
     exemplars = _examples(12, 3)
-    ewc = make_method(Config(method="ewc", ewc_sample_num=8))
-    mas = make_method(Config(method="mas", ewc_sample_num=8))
+    ewc = make_method(make_config(method="ewc", ewc_sample_num=8))
+    mas = make_method(make_config(method="mas", ewc_sample_num=8))
     firsts = []
     for cycle in (1, 2):
         for method in (ewc, mas):
@@ -224,7 +256,7 @@ def test_ewc_replaces_its_fisher_and_mas_accumulates(tmp_path):
     assert not np.array_equal(np.asarray(ewc.state.importance[1]),
                               np.asarray(first_ewc.importance[1]))
     # MAS: the sum of both cycles' importance, anchored at the newest weights.
-    fresh = make_method(Config(method="mas", ewc_sample_num=8))
+    fresh = make_method(make_config(method="mas", ewc_sample_num=8))
     fresh.after_cycle(_context(fresh.config, model, 2, exemplars, tmp_path=tmp_path / ".."))
     for total, first, second in zip(mas.state.importance, first_mas.importance,
                                     fresh.state.importance, strict=True):
@@ -238,7 +270,7 @@ def test_ewc_replaces_its_fisher_and_mas_accumulates(tmp_path):
 
 
 def test_derpp_keeps_the_scores_of_carried_over_exemplars(tmp_path):
-    config = Config(method="derpp", derpp_top_k=4)
+    config = make_config(method="derpp", derpp_top_k=4)
     method, model = make_method(config), _model()
     first = _examples(6, 1)
     method.after_cycle(_context(config, model, 1, first, np.full(6, -1), tmp_path))
@@ -285,7 +317,7 @@ def _encoder(name: str, seed: int):
 def test_every_method_trains_every_backbone(name, backbone, tmp_path):
     """Cycle 1's hook, then one step of cycle 2's objective, on each encoder."""
     options = {"derpp_top_k": 3} if name == "derpp" else {}
-    config = Config(method=name, ewc_sample_num=6, **options)
+    config = make_config(method=name, ewc_sample_num=6, **options)
     method = make_method(config)
     model = SessionRecommender(_encoder(backbone, 1))
     model.compile(optimizer=make_optimizer(1e-2), run_eagerly=True)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ader_tf.config import Config
 from ader_tf.continual.artifacts import RunStateError
 from ader_tf.continual.runner import ContinualRunner, TrainingDivergedError, run
 from ader_tf.evaluation import NonFiniteError
+from ader_tf.plugins import make_config
 from tests.helpers import METHOD_FLAGS, TINY
 from tests.helpers import metrics_rows as _rows
 from tests.helpers import tiny_config as _config
@@ -159,7 +159,7 @@ def test_agem_projection_moves_ranks(data_dir, tmp_path):
 
 def test_length_groups_reach_the_encoder(data_dir, tmp_path):
     """--length_groups sets SASRec's groups (the tiny runs use 1; the default is 4)."""
-    assert Config().length_groups == 4
+    assert make_config().length_groups == 4
     runner = ContinualRunner(_config(data_dir, tmp_path, cycles=1, length_groups=3))
     runner.run()
     assert runner.model.encoder.length_groups == 3
@@ -189,7 +189,7 @@ def test_teacher_holds_the_previous_cycles_best_weights(data_dir, tmp_path):
     runner = ContinualRunner(config)
     assert runner._resume() == 2
     last = runner.state.last
-    teacher = runner._teacher(1, int(last["best_epoch"]), int(last["max_item"]))
+    teacher = runner.learner.teacher(last)
 
     student = runner.model
     assert len(teacher.encoder.weights) == len(student.encoder.weights)
@@ -204,7 +204,7 @@ def test_teacher_holds_the_previous_cycles_best_weights(data_dir, tmp_path):
     kernel = next(w for w in student.encoder.weights if "block_0" in w.path and "kernel" in w.path)
     kernel.assign(kernel + 1.0)
     with pytest.raises(RunStateError, match="differ from the checkpoint"):
-        runner._teacher(1, int(last["best_epoch"]), int(last["max_item"]))
+        runner.learner.teacher(last)
 
 
 def test_exemplar_quota_is_respected(data_dir, tmp_path):
@@ -221,7 +221,7 @@ def test_mismatched_run_is_reported(data_dir, tmp_path):
 
 def test_non_finite_loss_stops_the_run(data_dir, tmp_path, monkeypatch):
     runner = ContinualRunner(_config(data_dir, tmp_path, cycles=1))
-    runner._fresh_model(1, runner.data.cycle(1).max_item)
+    runner.learner.fresh_model(1, runner.data.cycle(1).max_item)
 
     class History:
         history = {"loss": [float("nan")]}
@@ -281,7 +281,7 @@ def test_non_finite_model_outputs_stop_exemplar_selection(data_dir, tmp_path, se
     and so is every row's loss (item 3 is scored in every row).
     """
     runner = ContinualRunner(_config(data_dir, tmp_path, selection=selection, cycles=1))
-    runner._fresh_model(1, runner.data.cycle(1).max_item)
+    runner.learner.fresh_model(1, runner.data.cycle(1).max_item)
     data = runner.data.cycle(1)
     runner.model.set_max_item(data.max_item)
     table = runner.model.encoder.item_embeddings
@@ -290,10 +290,10 @@ def test_non_finite_model_outputs_stop_exemplar_selection(data_dir, tmp_path, se
     bad = int((inputs == 3).any(axis=1).sum()) if selection == "herding" else len(inputs)
     message = (f"cycle 1 exemplar selection: {bad} of {len(inputs)} rows have non-finite "
                f"{what}; the last good checkpoint is none")
-    with pytest.raises(TrainingDivergedError, match=message), runner._stop_if_not_finite(
+    with pytest.raises(TrainingDivergedError, match=message), runner.learner.stop_if_not_finite(
         1, "exemplar selection", best_epoch=0
     ):
-        runner._keep_exemplars(1, data, None)
+        runner._end_cycle(1, data, None)
     assert not os.path.exists(runner.paths.exemplars(1) + ".npz")
 
 
@@ -401,9 +401,9 @@ def test_a_run_started_under_other_dataset_defaults_resumes_with_its_values(data
     tiny = {k: v for k, v in TINY.items() if k != "batch_size"}
     common = dict(data_dir=str(tmp_path / "data"), results_dir=str(tmp_path / "r"),
                   dataset="YOOCHOOSE", finetune=True, **tiny)
-    run(Config(cycles=1, lambda_=0.8, batch_size=256, **common))
-    runner = ContinualRunner(Config(**common))  # now defaults to the paper's 1.0 and 512
+    run(make_config(cycles=1, lambda_=0.8, batch_size=256, **common))
+    runner = ContinualRunner(make_config(**common))  # now defaults to the paper's 1.0 and 512
     assert (runner.config.lambda_, runner.config.batch_size) == (0.8, 256)
     assert runner.run()["cycles_completed"] == 2
-    fresh = ContinualRunner(Config(**{**common, "results_dir": str(tmp_path / "new")}))
+    fresh = ContinualRunner(make_config(**{**common, "results_dir": str(tmp_path / "new")}))
     assert (fresh.config.lambda_, fresh.config.batch_size) == (1.0, 512)

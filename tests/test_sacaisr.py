@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ader_tf.config import Config
-from ader_tf.continual.methods import CycleContext, make_method
+from ader_tf.continual.methods import CycleContext, KeptObjects, make_method
 from ader_tf.continual.teacher import frozen_teacher
 from ader_tf.data.examples import Examples
 from ader_tf.models.recommender import make_optimizer
 from ader_tf.objectives import Consistency, CrossEntropy, FisherScreening, StepInputs
 from ader_tf.objectives.consistency import hard_negative_info_nce
 from ader_tf.objectives.screening import drop_probabilities, ema_fisher, screening_mask
+from ader_tf.plugins import make_config
 from tests.helpers import left_padded, randomize
 from tests.helpers import tiny_sasrec_model as tiny_model
 
@@ -124,14 +124,14 @@ def test_the_mask_acts_on_the_old_models_forward_pass_only():
     """The screened scores are those of the old model with its weights times the mask; the
     old model's stored weights never change, and the student is not masked: its weights
     under dropped ones move in the step like the rest."""
-    config = Config(method="sacaisr")
+    config = make_config(method="sacaisr")
     method, student = make_method(config), _model(dropout_rate=0.3)
     teacher = frozen_teacher(student, 20)
     stored = [w.numpy().copy() for w in teacher.encoder.weights]
     ids, targets = _batch()
     objective = method.objective(_context(config, student, teacher))
     assert teacher.max_item == MAX_ITEM  # the old model scores every item known now
-    screening = method._screening
+    screening = objective.parts[1].reference.__self__
 
     student.set_objective(objective)
     before = [w.numpy().copy() for w in student.encoder.weights]
@@ -235,39 +235,42 @@ class _Data:
     max_item: int
 
 
-def _context(config, model, teacher, cycle=2):
+def _context(config, model, teacher, cycle=2, kept=None):
     ids, targets = _batch(40, seed=cycle)
     previous = None if cycle == 1 else {"cycle": cycle - 1, "max_item": 20, "best_epoch": 1}
     return CycleContext(
         cycle=cycle, config=config, model=model, data=_Data(Examples(ids, targets), MAX_ITEM),
-        previous=previous, teacher=lambda: teacher, state_path=None, seed=lambda salt: salt,
+        previous=previous, teacher=teacher, state_path=None, seed=lambda salt: salt,
+        kept=kept,
     )
 
 
 def test_first_cycle_is_plain_then_cross_entropy_plus_consistency():
-    config = Config(method="sacaisr", batch_size=16)
+    config = make_config(method="sacaisr", batch_size=16)
     method, model = make_method(config), _model()
     teacher = frozen_teacher(model, 20)
     assert method.objective(_context(config, model, teacher, cycle=1)) is method.cross_entropy
     assert method.weight(_context(config, model, teacher, cycle=1)) == 0.0
-    objective = method.objective(_context(config, model, teacher))
+    kept = KeptObjects()
+    objective = method.objective(_context(config, model, teacher, kept=kept))
     assert [type(p) for p in objective.parts] == [CrossEntropy, Consistency]
     assert objective.term_names == ("ce_loss", "nce_loss")
     assert method.weight(_context(config, model, teacher)) == 4.0
-    assert int(method._screening.steps_per_epoch.numpy()) == 3  # 40 rows in batches of 16
-    method._screening.step.assign(5)
+    screening = objective.parts[1].reference.__self__
+    assert int(screening.steps_per_epoch.numpy()) == 3  # 40 rows in batches of 16
+    screening.step.assign(5)
     # The next cycle: the same object (no retrace), its Fisher and step count reset.
-    assert method.objective(_context(config, model, teacher, cycle=3)) is objective
-    assert int(method._screening.step.numpy()) == 0
+    assert method.objective(_context(config, model, teacher, cycle=3, kept=kept)) is objective
+    assert int(screening.step.numpy()) == 0
 
 
 def test_defaults_are_the_authors_diginetica_settings():
-    config = Config(method="sacaisr")
+    config = make_config(method="sacaisr")
     assert (config.sacaisr_alpha, config.sacaisr_temperature, config.sacaisr_top_k,
             config.sacaisr_max_p, config.sacaisr_ema_beta, config.sacaisr_decay) == (
         4.0, 0.07, 128, 0.8, 0.63, 0.9)
-    assert config.fingerprint() == Config(method="sacaisr", sacaisr_alpha=4.0).fingerprint()
-    assert config.fingerprint() != Config(method="sacaisr", sacaisr_alpha=2.0).fingerprint()
+    assert config.fingerprint() == make_config(method="sacaisr", sacaisr_alpha=4.0).fingerprint()
+    assert config.fingerprint() != make_config(method="sacaisr", sacaisr_alpha=2.0).fingerprint()
 
 
 @pytest.mark.parametrize(
@@ -288,9 +291,9 @@ def test_defaults_are_the_authors_diginetica_settings():
 )
 def test_combinations_that_make_no_sense_are_refused(flags, message):
     with pytest.raises(ValueError, match=message):
-        Config(method="sacaisr", **flags)
+        make_config(method="sacaisr", **flags)
 
 
 def test_its_options_are_refused_with_other_methods():
     with pytest.raises(ValueError, match="only applies to --method=sacaisr"):
-        Config(method="lwf", sacaisr_top_k=64)
+        make_config(method="lwf", sacaisr_top_k=64)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import logging
 import os
 import shutil
 from typing import Any
@@ -36,6 +37,8 @@ from ader_tf.io_utils import (
     write_json_atomic,
     write_text_atomic,
 )
+
+log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = (
     "cycle", "epochs_run", "best_epoch", "mrr20", "recall20", "mrr10", "recall10",
@@ -255,3 +258,27 @@ def write_metrics_csv(path: str, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         writer.writerow(row)
     write_text_atomic(path, buffer.getvalue())
+
+
+def as_stored(config: Any, path: str) -> Any:
+    """``config``, or where it resumes a run started under other dataset defaults, that run's.
+
+    A run whose stored config differs from ``config`` only in values ``config`` took from its
+    dataset's defaults (not given on the command line) keeps the stored values.
+    """
+    if not config.dataset_defaults or not os.path.isfile(path):
+        return config
+    stored = read_json(path)
+    if stored.get("fingerprint") == config.fingerprint():
+        return config
+    candidate = config.with_stored_defaults(stored)
+    if candidate.fingerprint() != stored.get("fingerprint"):
+        return config  # another run altogether: RunState says so
+    log.info("resuming %s with the values it started with: %s", path, ", ".join(
+        f"--{n}={getattr(candidate, n)}" for n in config.dataset_defaults))
+    return candidate
+
+
+def write_config(path: str, config: Any) -> None:
+    """Writes the run's config.json: every field and the fingerprint that guards resume."""
+    write_json_atomic(path, {**config.to_dict(), "fingerprint": config.fingerprint()})

@@ -14,6 +14,32 @@ from ader_tf.io_utils import write_json_atomic, write_text_atomic
 MEAN_KEYS = ("mrr20", "recall20", "mrr10", "recall10")
 
 
+def cycle_row(cycle: int, max_item: int, test: Any, training: Any, lam: float, kept: int,
+              seconds: tuple[float, float, float], log_lines: list[str]) -> dict[str, Any]:
+    """The metrics row of a finished cycle (metrics.csv, state.json).
+
+    Args:
+        cycle: The cycle.
+        max_item: The items it knew.
+        test: Its test `Metrics`.
+        training: Its `Training` (epochs run, best epoch).
+        lam: The weight of the method's continual term.
+        kept: Exemplars kept after it.
+        seconds: Training (or memory), selection and test seconds.
+        log_lines: Its lines of Training_logs.txt.
+    """
+    train_seconds, selection_seconds, test_seconds = seconds
+    return {
+        "cycle": cycle, "epochs_run": training.epochs_run, "best_epoch": training.best_epoch,
+        "mrr20": test.mrr20, "recall20": test.recall20, "mrr10": test.mrr10,
+        "recall10": test.recall10, "test_examples": test.num_examples, "lambda": lam,
+        "exemplars_kept": kept, "train_seconds": round(train_seconds, 2),
+        "selection_seconds": round(selection_seconds, 2),
+        "test_seconds": round(test_seconds, 2), "ndcg20": test.ndcg20,
+        "ndcg10": test.ndcg10, "max_item": max_item, "log_lines": log_lines,
+    }
+
+
 def peak_rss_gb() -> float:
     """The largest resident memory this process has had so far, in GB (2**30 bytes)."""
     # Linux reports ru_maxrss in KiB (macOS in bytes; not a platform this package runs on).
@@ -34,6 +60,15 @@ class RunLog:
         self.done: list[str] = []
         self.current: list[str] = []
         self.footer: list[str] = []
+
+    def data_lines(self, data: Any) -> None:
+        """The original's two lines on a cycle's data (`CycleData`)."""
+        stats = data.stats
+        self.line(f"Train set information: total number of action: {stats['train_clicks']}.")
+        removed = stats["test_clicks_unseen_items_removed"] + stats[
+            "test_sessions_dropped_one_click"]
+        self.line(f"Test set information: original total number of action: "
+                  f"{stats['test_clicks']}, removed number of action: {removed}.")
 
     def restore(self, cycles: list[dict[str, Any]]) -> None:
         self.done = [line for row in cycles for line in row.get("log_lines", [])]

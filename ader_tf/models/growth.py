@@ -80,3 +80,22 @@ def _copy_padded(sources: list[Any], targets: list[Any], new_rows: str) -> None:
             target.assign(padded_rows(source, target, new_rows))
         except ValueError as e:
             raise ValueError(f"cannot copy {source.path} into {target.path}: {e}") from e
+
+
+def table_items(current: int, needed: int, growth: float, limit: int | None = None) -> int:
+    """Items the item tables hold after a cycle that needs ``needed`` (tables hold ``current``).
+
+    Tables that are too small grow ``growth`` times (never beyond ``limit``, never below
+    ``needed``), so a stream whose item set grows every cycle rebuilds its model, and retraces
+    its functions, about log(final / first) / log(growth) times instead of every cycle.
+    TensorFlow keeps some native memory for every trace it frees, so each rebuild costs memory
+    for the rest of the run (`benchmarks/memory_over_cycles.py`). Rows beyond the largest item
+    seen change no result: scores stop at ``max_item``, and a row that no example touches keeps
+    its initial values and zero Adam moments, as a row added later starts with.
+    """
+    if needed <= current:
+        return current
+    grown = int(np.ceil(current * growth))
+    if limit is not None:
+        grown = min(grown, limit)
+    return max(needed, grown)

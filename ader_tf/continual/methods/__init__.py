@@ -10,7 +10,7 @@ from typing import Any
 
 from ader_tf.continual.methods.ader import ADER
 from ader_tf.continual.methods.agem import AGEM
-from ader_tf.continual.methods.base import CycleContext, Method, adaptive_lambda
+from ader_tf.continual.methods.base import CycleContext, KeptObjects, Method, adaptive_lambda
 from ader_tf.continual.methods.derpp import DERPP
 from ader_tf.continual.methods.dropout import Dropout
 from ader_tf.continual.methods.er import ER
@@ -43,4 +43,5 @@ def make_method(config: Any) -> Method:
     return method_class(config.method)(config)
 
 
-__all__ = ["METHODS", "CycleContext", "Method", "adaptive_lambda", "make_method", "method_class"]
+__all__ = ["METHODS", "CycleContext", "KeptObjects", "Method", "adaptive_lambda", "make_method",
+           "method_class"]

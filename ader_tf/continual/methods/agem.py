@@ -20,14 +20,10 @@ class AGEM(Method):
     keeps_exemplars = True
     replays_exemplars = True
 
-    def __init__(self, config: Any) -> None:
-        super().__init__(config)
-        self._objective = combine(self.cross_entropy, GradientProjection())
-
     @classmethod
     def check_config(cls, config: Any) -> None:
         refuse_flags(config, ("disable_distillation", "fix_lambda"),
                      "has no distillation and no weight")
 
     def continual_objective(self, ctx: CycleContext) -> Objective:
-        return self._objective
+        return ctx.keep("objective", lambda: combine(self.cross_entropy, GradientProjection()))

@@ -10,6 +10,30 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ader_tf.objectives import CrossEntropy, Objective
+from ader_tf.options import Option
+
+
+class KeptObjects:
+    """What methods build once and reuse across cycles, held by the cycle loop, not by them.
+
+    A method that made a new objective every cycle would retrace the training step every
+    cycle; one that kept its objective itself would also keep the teacher inside it, and
+    could silently distil from an old model. Here the loop keeps each object together with
+    the teacher it was built with, and builds it again only when the teacher is a new object
+    (the loop refills one teacher object with the last cycle's weights every cycle, and makes
+    a new one only when the item tables grow).
+    """
+
+    def __init__(self) -> None:
+        self._objects: dict[str, tuple[Any, Any]] = {}
+
+    def get(self, name: str, build: Callable[[], Any], teacher: Any) -> Any:
+        """The object kept as ``name``, built by ``build()`` unless built with ``teacher``."""
+        held = self._objects.get(name)
+        if held is None or held[0] is not teacher:
+            held = (teacher, build())
+            self._objects[name] = held
+        return held[1]
 
 
 @dataclasses.dataclass
@@ -27,9 +51,13 @@ class CycleContext:
             the ones just kept after this cycle. None for methods that keep none.
         exemplar_origin: In `after_cycle`: for each kept exemplar, its row in the previous
             exemplar set, or -1 for a row new in this cycle.
-        teacher: Returns the previous cycle's frozen model (built on first call).
+        teacher: For a method with ``uses_teacher``, from the second cycle on: the previous
+            cycle's best model, frozen, refilled by the loop once per cycle. None otherwise.
+        weight: A scalar variable holding this cycle's `Method.weight` (set by the loop
+            before `objective` is asked); objectives that keep it see each cycle's value.
         state_path: ``state_path(cycle, name)`` is where a method keeps a file of a cycle.
         seed: ``seed(salt)`` is this cycle's seed for one random choice.
+        kept: The loop's `KeptObjects`; see `keep`.
     """
 
     cycle: int
@@ -39,9 +67,21 @@ class CycleContext:
     previous: dict[str, Any] | None
     exemplars: Any = None
     exemplar_origin: np.ndarray | None = None
-    teacher: Callable[[], Any] | None = None
+    teacher: Any = None
+    weight: Any = None
     state_path: Callable[[int, str], str] | None = None
     seed: Callable[[int], int] | None = None
+    kept: KeptObjects | None = None
+
+    def keep(self, name: str, build: Callable[[], Any]) -> Any:
+        """``build()``, made once and reused while the teacher stays the same object.
+
+        Objectives are made this way so that the training step is traced once, not once
+        per cycle (see `KeptObjects`). Without a loop's `KeptObjects`, builds every time.
+        """
+        if self.kept is None:
+            return build()
+        return self.kept.get(name, build, self.teacher)
 
 
 class Method:
@@ -61,7 +101,9 @@ class Method:
         trains_with_dropout: Train with `--dropout_rate` (False: dropout 0).
         plain_loss: Trains on cross-entropy alone in every cycle (so it also works with
             training loops that have no objective, such as GRU4Rec's session-parallel one).
-        options: The config fields only this method reads (refused with other methods).
+        uses_teacher: Gets the previous cycle's frozen model as ``ctx.teacher``.
+        options: This method's own options (flags refused with other methods); it reads
+            them from the config by name.
     """
 
     name: ClassVar[str] = ""
@@ -70,7 +112,8 @@ class Method:
     retrains_from_scratch: ClassVar[bool] = False
     trains_with_dropout: ClassVar[bool] = True
     plain_loss: ClassVar[bool] = False
-    options: ClassVar[tuple[str, ...]] = ()
+    uses_teacher: ClassVar[bool] = False
+    options: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, config: Any) -> None:
         self.config = config

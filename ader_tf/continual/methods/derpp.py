@@ -11,6 +11,7 @@ from ader_tf.continual.methods.base import CycleContext, Method, refuse_flags
 from ader_tf.evaluation import apply_in_order, require_finite
 from ader_tf.io_utils import DamagedFileError, load_checked_npz, save_checked_npz
 from ader_tf.objectives import LogitMatching, Objective, Replay, combine
+from ader_tf.options import non_negative, positive
 
 _FORMAT = "ader_tf.derpp_scores/1"
 _ARRAYS = ("top_items", "top_scores", "num_scored")
@@ -31,7 +32,12 @@ class DERPP(Method):
     name = "derpp"
     keeps_exemplars = True
     replays_exemplars = True
-    options = ("derpp_alpha", "derpp_beta", "derpp_top_k")
+    options = (
+        non_negative("derpp_alpha", 0.5, "DER++: weight of the stored-score term."),
+        non_negative("derpp_beta", 0.5, "DER++: weight of the exemplars' label term."),
+        positive("derpp_top_k", 100, "DER++: scores stored per exemplar (the k-th bounds the "
+                 "rest)."),
+    )
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ader_tf.continual.methods.ader import ADER
 from ader_tf.continual.methods.base import CycleContext
 from ader_tf.objectives import Objective, Replay
@@ -18,5 +16,5 @@ class ER(ADER):
     name = "er"
     uses_teacher = False
 
-    def exemplar_term(self, ctx: CycleContext, weight: Any) -> Objective:
-        return Replay(weight)
+    def exemplar_term(self, ctx: CycleContext) -> Objective:
+        return Replay(ctx.weight)

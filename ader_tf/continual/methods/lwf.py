@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ader_tf.continual.methods.base import CycleContext, Method
-from ader_tf.continual.methods.weights import CycleWeight
 from ader_tf.objectives import Distillation, Objective, combine
+from ader_tf.options import positive
 
 
 class LwF(Method):
@@ -18,26 +16,14 @@ class LwF(Method):
     """
 
     name = "lwf"
-    options = ("lwf_temperature",)
-
-    def __init__(self, config: Any) -> None:
-        super().__init__(config)
-        self._weight = CycleWeight()
-        self._objective: Objective | None = None
-        self._teacher: Any = None
+    uses_teacher = True
+    options = (positive("lwf_temperature", 2.0,
+                        "LwF: distillation temperature (the paper's T = 2)."),)
 
     def weight(self, ctx: CycleContext) -> float:
         return 0.0 if ctx.previous is None else self.config.lambda_
 
     def continual_objective(self, ctx: CycleContext) -> Objective:
-        weight = self._weight.set(self.weight(ctx))
-        # Asked every cycle: that refills the teacher with the last cycle's weights. One
-        # objective while the teacher object stays the same (a new one retraces the step).
-        teacher = ctx.teacher()
-        if self._objective is None or teacher is not self._teacher:
-            distillation = Distillation(
-                teacher, weight, rows="current", temperature=self.config.lwf_temperature
-            )
-            self._objective = combine(self.cross_entropy, distillation)
-            self._teacher = teacher
-        return self._objective
+        return ctx.keep("objective", lambda: combine(self.cross_entropy, Distillation(
+            ctx.teacher, ctx.weight, rows="current", temperature=self.config.lwf_temperature
+        )))

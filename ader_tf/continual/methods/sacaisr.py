@@ -9,6 +9,7 @@ from typing import Any
 from ader_tf.continual.methods.base import CycleContext, Method
 from ader_tf.data.pipeline import batch_count
 from ader_tf.objectives import Consistency, FisherScreening, Objective, combine
+from ader_tf.options import Option, in_range, non_negative
 
 # Salt of the cycle seed that the screening masks are drawn from (the runner uses 1-8).
 _MASK_SALT = 10
@@ -53,13 +54,22 @@ class SACAISR(Method):
     """
 
     name = "sacaisr"
-    options = ("sacaisr_alpha", "sacaisr_temperature", "sacaisr_top_k", "sacaisr_max_p",
-               "sacaisr_ema_beta", "sacaisr_decay")
-
-    def __init__(self, config: Any) -> None:
-        super().__init__(config)
-        self._screening: FisherScreening | None = None
-        self._objective: Objective | None = None
+    uses_teacher = True
+    # The defaults are those of the authors' code (Togmm/SA-CAISR), whose default dataset is
+    # DIGINETICA; the temperature is a constant there.
+    options = (
+        non_negative("sacaisr_alpha", 4.0, "SA-CAISR: weight of the InfoNCE consistency term."),
+        Option("sacaisr_temperature", 0.07, "SA-CAISR: InfoNCE temperature.",
+               check=lambda v: v > 0, wanted="> 0"),
+        Option("sacaisr_top_k", 128, "SA-CAISR: hardest in-batch negatives per row.",
+               check=lambda v: v >= 1, wanted=">= 1"),
+        in_range("sacaisr_max_p", 0.8, "SA-CAISR: drop probability of the old model's most "
+                 "conflicting weight of each tensor, in [0, 1).", 0, 1, high_included=False),
+        in_range("sacaisr_ema_beta", 0.63, "SA-CAISR: share of the history kept when the old "
+                 "model's Fisher information is updated each batch.", 0, 1),
+        in_range("sacaisr_decay", 0.9, "SA-CAISR: factor on the smoothed Fisher information "
+                 "after each epoch.", 0, 1),
+    )
 
     @classmethod
     def check_config(cls, config: Any) -> None:
@@ -71,36 +81,25 @@ class SACAISR(Method):
                 f"--distribution_strategy={config.distribution_strategy} a replica sees only "
                 "its share of it; use --distribution_strategy=none"
             )
-        checks = (
-            ("sacaisr_alpha", config.sacaisr_alpha >= 0, ">= 0"),
-            ("sacaisr_temperature", config.sacaisr_temperature > 0, "> 0"),
-            ("sacaisr_top_k", config.sacaisr_top_k >= 1, ">= 1"),
-            ("sacaisr_max_p", 0 <= config.sacaisr_max_p < 1, "in [0, 1)"),
-            ("sacaisr_ema_beta", 0 <= config.sacaisr_ema_beta <= 1, "in [0, 1]"),
-            ("sacaisr_decay", 0 <= config.sacaisr_decay <= 1, "in [0, 1]"),
-        )
-        for flag, ok, wanted in checks:
-            if not ok:
-                raise ValueError(f"--{flag} must be {wanted}, got {getattr(config, flag)}")
 
     def weight(self, ctx: CycleContext) -> float:
         return 0.0 if ctx.previous is None else self.config.sacaisr_alpha
 
     def continual_objective(self, ctx: CycleContext) -> Objective:
         cfg = self.config
-        teacher = ctx.teacher()
         # The authors' old model scores every item known now, new ones included.
-        teacher.set_max_item(ctx.data.max_item)
-        # One objective per run (the teacher object is reused): a new one would retrace
-        # the training step every cycle.
-        if self._screening is None or self._screening.teacher is not teacher:
-            self._screening = FisherScreening(
-                teacher, cfg.sacaisr_max_p, cfg.sacaisr_ema_beta, cfg.sacaisr_decay
+        ctx.teacher.set_max_item(ctx.data.max_item)
+
+        def build() -> tuple[FisherScreening, Objective]:
+            screening = FisherScreening(
+                ctx.teacher, cfg.sacaisr_max_p, cfg.sacaisr_ema_beta, cfg.sacaisr_decay
             )
-            consistency = Consistency(self._screening.logits, cfg.sacaisr_alpha,
+            consistency = Consistency(screening.logits, cfg.sacaisr_alpha,
                                       cfg.sacaisr_temperature, cfg.sacaisr_top_k)
-            self._objective = combine(self.cross_entropy, consistency)
-        self._screening.start_cycle(
+            return screening, combine(self.cross_entropy, consistency)
+
+        screening, objective = ctx.keep("objective", build)
+        screening.start_cycle(
             ctx.seed(_MASK_SALT), batch_count(len(ctx.data.train), cfg.batch_size)
         )
-        return self._objective
+        return objective

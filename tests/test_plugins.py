@@ -1,0 +1,115 @@
+"""The plug-in registry: options declared once, validated, refused where they do not apply,
+and fingerprints that keep every earlier run resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ader_tf.config import FIELD_GROUPS, Config
+from ader_tf.plugins import (
+    config_from_stored,
+    make_config,
+    option_groups,
+    plugin_options,
+    plugins,
+)
+from tests.conftest import REPO_ROOT
+
+_RECORDS = sorted(glob.glob(os.path.join(REPO_ROOT, "benchmarks", "records", "*", "config.json")))
+with open(os.path.join(REPO_ROOT, "tests", "data", "fingerprints.json")) as f:
+    _PINNED = json.load(f)["cases"]
+
+
+@pytest.mark.parametrize("path", _RECORDS, ids=lambda p: os.path.basename(os.path.dirname(p)))
+def test_every_committed_record_keeps_its_fingerprint(path):
+    """A refactor that changed a fingerprint would orphan the record (and run folders)."""
+    with open(path) as f:
+        stored = json.load(f)
+    assert config_from_stored(stored).fingerprint() == stored["fingerprint"]
+
+
+@pytest.mark.parametrize("case", _PINNED, ids=lambda c: json.dumps(c["config"]))
+def test_configs_of_earlier_versions_keep_their_fingerprint(case):
+    assert make_config(**case["config"]).fingerprint() == case["fingerprint"]
+
+
+def test_the_pinned_configs_cover_every_plugin_option():
+    given = {name for case in _PINNED for name in case["config"]}
+    missing = set(plugin_options()) - given
+    # Options added after the pins were made cannot be in them; every one that existed is.
+    assert missing <= {"derpp_beta"} | {"gru4rec_sample_alpha", "knn_sample_size",
+                                         "sacaisr_temperature", "sacaisr_top_k",
+                                         "sacaisr_ema_beta", "sacaisr_decay"}, missing
+
+
+def test_a_new_option_at_its_default_changes_no_fingerprint():
+    base = make_config(method="lwf", lwf_temperature=3.0)
+    extra = Config(option_defaults={**base.option_defaults, "lwf_new": 1}, method="lwf",
+                   lwf_temperature=3.0)
+    assert extra.fingerprint() == base.fingerprint()
+    assert Config(option_defaults=extra.option_defaults, method="lwf", lwf_temperature=3.0,
+                  lwf_new=2).fingerprint() != base.fingerprint()
+
+
+def test_options_are_declared_once_and_are_not_config_fields():
+    fields = {f.name for f in dataclasses.fields(Config)}
+    options = plugin_options()  # raises on a name declared differently twice
+    assert not set(options) & fields
+    for option in options.values():
+        option.validate(option.default)  # every default is valid
+
+
+def _other_plugin_config(option_name):
+    """A config that uses none of the plug-ins owning ``option_name``."""
+    owners = [p for p in plugins() if any(o.name == option_name for o in p.options)]
+    for candidate in ({}, {"model": "gru4rec"}, {"model": "sknn", "finetune": True}):
+        config = make_config(**candidate)
+        if not any(p.chosen(config) for p in owners):
+            return candidate
+    raise AssertionError(option_name)
+
+
+@pytest.mark.parametrize("name", sorted(plugin_options()))
+def test_an_option_of_a_plugin_not_used_is_refused(name):
+    option = plugin_options()[name]
+    if option.choices:
+        changed = next(c for c in option.choices if c != option.default)
+    elif option.kind is bool:
+        changed = not option.default
+    else:  # a valid other value: half a float (ranges start at 0), one more for an int
+        changed = option.default / 2 if option.kind is float else option.default + 1
+    option.validate(changed)
+    with pytest.raises(ValueError, match=f"--{name} only applies to "):
+        make_config(**_other_plugin_config(name), **{name: changed})
+
+
+def test_an_unknown_option_is_refused():
+    with pytest.raises(ValueError, match="--no_such_option is not an option of any plug-in"):
+        make_config(no_such_option=1)
+
+
+def test_every_flag_field_has_a_help_group():
+    grouped = [name for names in FIELD_GROUPS.values() for name in names]
+    flags = [f.name for f in dataclasses.fields(Config) if f.metadata.get("flag", True)]
+    assert sorted(grouped) == sorted(flags)
+
+
+def test_help_lists_every_option_under_its_plugin():
+    result = subprocess.run([sys.executable, "main.py", "--help"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120, check=True)
+    sections = {}
+    for block in result.stdout.split("\n\n"):
+        heading, _, body = block.partition(":\n")
+        sections[heading.strip()] = body
+    for group, options in option_groups().items():
+        for option in options:
+            assert f"--{option.name}:" in sections[group], group
+    assert "model stamp/stmp" in sections
+    assert "--lr:" in sections["training"] and "--method:" in sections["method"]
