@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ader_tf.errors import AderError
 
-class PreprocessingError(Exception):
+
+class PreprocessingError(AderError):
     """A run cannot produce period files (bad configuration, or no data left after filtering)."""
 
 
