@@ -56,6 +56,7 @@ from ader_tf.data.pipeline import (
     training_dataset,
 )
 from ader_tf.data.sources import resolve_period_dir
+from ader_tf.errors import AderError
 from ader_tf.evaluation import (
     Metrics,
     NonFiniteError,
@@ -75,11 +76,13 @@ from ader_tf.io_utils import (
 log = logging.getLogger(__name__)
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(AderError, RuntimeError):
     """The loss or a model output (scores, losses, session vectors) became NaN or infinite.
 
     The message names the cycle, the phase and the last good checkpoint, which is kept.
     """
+
+    exit_code = 1
 
 
 # === Model construction ===
