@@ -31,6 +31,9 @@ def export_saved_model(
       best first) and `top_scores` float32. The id map is a lookup table inside the
       SavedModel, so serving needs TensorFlow only.
 
+    Scores are the model's own (`SessionRecommender.score`, over the max_item items known
+    now, a static width), so the export cannot drift from training and evaluation.
+
     The directory is written beside its final place and renamed into it, so a reader never
     sees a half-written model; an existing export at `export_dir` is replaced.
 
@@ -55,14 +58,10 @@ def export_saved_model(
         )
     num_items = model.max_item
     k = min(k, num_items)
-    encoder = model.encoder
 
     def scores(item_ids: tf.Tensor) -> tf.Tensor:
-        representation = encoder(item_ids, training=False)
         # The item universe is frozen at export time, so the output width is static.
-        rows = encoder.item_embeddings[1 : num_items + 1]
-        logits = tf.matmul(representation, rows, transpose_b=True)
-        return encoder.transform_scores(logits)  # as the model's own (STAMP's sigmoid)
+        return model.score(model.encoder(item_ids, training=False), num_items=num_items)
 
     signature = [tf.TensorSpec([None, None], tf.int32, name="item_ids")]
 

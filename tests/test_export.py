@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ader_tf.export import export_saved_model
+from ader_tf.models.recommender import SessionRecommender
 from tests.helpers import left_padded, randomize
 from tests.helpers import tiny_sasrec_model as tiny_model
 
@@ -82,6 +83,30 @@ def test_scores_and_top_items_match_the_model(exported) -> None:
     np.testing.assert_allclose(
         out["top_scores"], np.sort(expected, axis=1)[:, ::-1][:, :5], atol=1e-5
     )
+
+
+class DoubledScores(SessionRecommender):
+    """A recommender whose scoring differs from the encoder's dot product and transform."""
+
+    def score(self, representation, num_items=None):
+        return 2.0 * super().score(representation, num_items) - 1.0
+
+
+def test_export_scores_as_the_model_scores(tmp_path) -> None:
+    # Whatever the model's scoring does, the export serves it: it scores through the model.
+    model = DoubledScores(tiny_model(num_items=20, maxlen=4).encoder)
+    randomize(model)
+    model.set_max_item(15)
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(export_saved_model(model, str(tmp_path / "m"), k=4))
+    ids = left_padded(np.random.default_rng(2), [1, 4, 2], 4, 15)
+    expected = model.predict_logits(ids).numpy()
+    served = loaded.signatures["scores"](item_ids=tf.constant(ids))["scores"].numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    top = loaded.signatures["serving_default"](item_ids=tf.constant(ids))
+    np.testing.assert_allclose(top["top_scores"].numpy(),
+                               np.sort(expected, axis=1)[:, ::-1][:, :4], atol=1e-5)
 
 
 def test_saved_model_cli_lists_signatures(exported) -> None:
