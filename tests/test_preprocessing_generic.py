@@ -504,7 +504,7 @@ def test_failed_append_changes_nothing(tmp_path):
 
 
 def test_append_needs_a_click_log_folder(tmp_path):
-    with pytest.raises(PreprocessingError, match="preprocessing.json not found"):
+    with pytest.raises(PreprocessingError, match="preprocessing.json: not found"):
         append_periods(str(tmp_path / "x.csv"), str(tmp_path), log=None)
 
 
