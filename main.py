@@ -89,14 +89,8 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(str(e)) from e
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
-    from ader_tf.continual.runner import (
-        RunStateError,
-        TrainingDivergedError,
-        WorkerLostError,
-        run,
-    )
-    from ader_tf.data.sources import DatasetNotFoundError
-    from ader_tf.io_utils import DamagedFileError, one_line
+    from ader_tf.continual.runner import run
+    from ader_tf.errors import AderError, print_error
 
     # TensorFlow's own logger (SavedModel and checkpoint chatter), after TF set it up.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -104,15 +98,8 @@ def main(argv: list[str]) -> int:
     # Problems the user can act on get one line naming the file or the cycle, no traceback.
     try:
         summary = run(config)
-    except (DatasetNotFoundError, RunStateError, DamagedFileError) as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        return 2
-    except TrainingDivergedError as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        return 1
-    except WorkerLostError as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        return 3
+    except AderError as e:
+        return print_error(e)
     m = summary["mean"]
     print(f"{config.run_name}: mean over {summary['cycles_completed']} cycles: "
           f"Recall@20 {100 * m['recall20']:.2f}  MRR@20 {100 * m['mrr20']:.2f}  "

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ader_tf.data.examples import Examples
 from ader_tf.data.pipeline import batch_count, evaluation_dataset, evaluation_order
+from ader_tf.errors import AderError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +66,7 @@ def metrics_from_ranks(ranks: np.ndarray) -> Metrics:
     return Metrics(mrr(20), recall(20), mrr(10), recall(10), n, ndcg20=ndcg(20), ndcg10=ndcg(10))
 
 
-class NonFiniteError(ArithmeticError):
+class NonFiniteError(AderError, ArithmeticError):
     """A model output (scores, losses, session vectors) holds NaN or infinite values.
 
     Attributes:
@@ -73,6 +74,8 @@ class NonFiniteError(ArithmeticError):
         total_rows: How many rows were checked.
         what: What the rows are ("scores", "losses", ...).
     """
+
+    exit_code = 1  # the model diverged, as TrainingDivergedError
 
     def __init__(self, bad_rows: int, total_rows: int, what: str) -> None:
         self.bad_rows = bad_rows

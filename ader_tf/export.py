@@ -25,11 +25,15 @@ def export_saved_model(
       order, left-padded with 0; rows longer than maxlen keep their last maxlen); outputs
       `top_items` int32 [batch, k] (item ids, best first) and `top_scores` float32 [batch, k].
     - `scores`: same input; output `scores` float32 [batch, max_item], column j = item j + 1.
-    - `recommend` (with `raw_item_ids`): the same in the click log's own ids. Input `item_ids`
-      string [batch, length], a session's raw ids in click order, right- or left-padded with "";
-      ids the model does not know are skipped. Outputs `top_items` string [batch, k] (raw ids,
-      best first) and `top_scores` float32. The id map is a lookup table inside the
-      SavedModel, so serving needs TensorFlow only.
+    - `recommend`: the same in the click log's own ids (`raw_item_ids`; without them, the
+      period files' ids as text: "1", "2", ...). Input `item_ids` string [batch, length], a
+      session's ids in click order, right- or left-padded with ""; ids the model does not
+      know are skipped. Outputs `top_items` string [batch, k] (ids, best first) and
+      `top_scores` float32. The id map is a lookup table inside the SavedModel, so serving
+      needs TensorFlow only.
+
+    Scores are the model's own (`SessionRecommender.score`, over the max_item items known
+    now, a static width), so the export cannot drift from training and evaluation.
 
     The directory is written beside its final place and renamed into it, so a reader never
     sees a half-written model; an existing export at `export_dir` is replaced.
@@ -39,7 +43,8 @@ def export_saved_model(
         export_dir: Destination folder.
         k: Number of items of `serving_default` (capped at max_item).
         raw_item_ids: The raw id of each internal item: entry i names item i + 1 (at least
-            max_item entries; items.csv of the period files, in item_id order).
+            max_item entries; items.csv of the period files, in item_id order). None: the
+            period files' ids are the click log's (the paper's files, the built-in sample).
 
     Returns:
         `export_dir`.
@@ -55,14 +60,10 @@ def export_saved_model(
         )
     num_items = model.max_item
     k = min(k, num_items)
-    encoder = model.encoder
 
     def scores(item_ids: tf.Tensor) -> tf.Tensor:
-        representation = encoder(item_ids, training=False)
         # The item universe is frozen at export time, so the output width is static.
-        rows = encoder.item_embeddings[1 : num_items + 1]
-        logits = tf.matmul(representation, rows, transpose_b=True)
-        return encoder.transform_scores(logits)  # as the model's own (STAMP's sigmoid)
+        return model.score(model.encoder(item_ids, training=False), num_items=num_items)
 
     signature = [tf.TensorSpec([None, None], tf.int32, name="item_ids")]
 
@@ -77,25 +78,27 @@ def export_saved_model(
     archive.track(model)
     archive.add_endpoint("serving_default", serving_default, input_signature=signature)
     archive.add_endpoint("scores", scores_endpoint, input_signature=signature)
-    if raw_item_ids is not None:
+    if raw_item_ids is None:
+        raw_ids = [str(item) for item in range(1, num_items + 1)]
+    else:
         raw_ids = [str(r) for r in raw_item_ids[:num_items]]
-        to_internal = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(raw_ids), tf.range(1, num_items + 1, dtype=tf.int32)
-            ),
-            default_value=0,  # "" and unknown ids become padding, which the encoder skips
-        )
-        archive.track(to_internal)
-        names = tf.constant(["", *raw_ids])
+    to_internal = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(raw_ids), tf.range(1, num_items + 1, dtype=tf.int32)
+        ),
+        default_value=0,  # "" and unknown ids become padding, which the encoder skips
+    )
+    archive.track(to_internal)
+    names = tf.constant(["", *raw_ids])
 
-        def recommend(item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-            top = tf.math.top_k(scores(left_align(to_internal.lookup(item_ids))), k=k)
-            return {"top_items": tf.gather(names, top.indices + 1), "top_scores": top.values}
+    def recommend(item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        top = tf.math.top_k(scores(left_align(to_internal.lookup(item_ids))), k=k)
+        return {"top_items": tf.gather(names, top.indices + 1), "top_scores": top.values}
 
-        archive.add_endpoint(
-            "recommend", recommend,
-            input_signature=[tf.TensorSpec([None, None], tf.string, name="item_ids")],
-        )
+    archive.add_endpoint(
+        "recommend", recommend,
+        input_signature=[tf.TensorSpec([None, None], tf.string, name="item_ids")],
+    )
 
     export_dir = os.path.abspath(export_dir)
     parent = os.path.dirname(export_dir)

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ader_tf.errors import AderError, one_line
+
 # Every temporary name an atomic write in a run folder uses: `atomic_path`'s files, the
 # checkpoint keeper's ".tmp-epoch_N" folders, and the export's ".cycle_N.tmp-..." staging and
 # ".cycle_N.old-..." retired folders. A kill between creating one and renaming it leaves it.
@@ -101,7 +103,7 @@ def read_json(path: str) -> Any:
 # === Checksummed arrays ===
 
 
-class DamagedFileError(ValueError):
+class DamagedFileError(AderError, ValueError):
     """A file a run wrote is missing, damaged or does not hold what it should.
 
     Attributes:
@@ -199,8 +201,3 @@ def _read_sidecar(sidecar: Path) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise DamagedFileError(sidecar, "metadata is not a JSON object")
     return record
-
-
-def one_line(message: object) -> str:
-    """``str(message)`` with every run of whitespace, line breaks included, as one space."""
-    return " ".join(str(message).split())

@@ -13,10 +13,11 @@ import csv
 import glob
 import os
 import re
-import sys
 from collections.abc import Sequence
 
 from absl import app, flags
+
+from ader_tf.errors import AderError, print_error
 
 METRICS = (("recall20", "Recall@20"), ("mrr20", "MRR@20"), ("recall10", "Recall@10"),
            ("mrr10", "MRR@10"))
@@ -29,26 +30,55 @@ _PERIOD_LINE = re.compile(r"Period (\d+):")
 Run = dict[int, dict[str, float]]  # cycle -> metric -> value (fraction)
 
 
+class ReportInputError(AderError, ValueError):
+    """A metrics.csv or Training_logs.txt to report on is missing or malformed."""
+
+
 def read_metrics_csv(path: str) -> Run:
-    """Per-cycle test metrics of one of our runs."""
-    with open(path, newline="") as f:
-        return {int(r["cycle"]): {k: float(r[k]) for k, _ in METRICS} for r in csv.DictReader(f)}
+    """Per-cycle test metrics of one of our runs.
+
+    Raises:
+        ReportInputError: The file cannot be read, or a row lacks a metric or a number.
+    """
+    try:
+        with open(path, newline="") as f:
+            rows = list(enumerate(csv.DictReader(f), start=2))  # line 1 is the header
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportInputError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})"
+                               ) from e
+    run: Run = {}
+    for line, row in rows:
+        try:
+            run[int(row["cycle"])] = {k: float(row[k]) for k, _ in METRICS}
+        except (KeyError, TypeError, ValueError) as e:
+            raise ReportInputError(f"{path}:{line}: a row needs a number in cycle, "
+                                   f"{', '.join(k for k, _ in METRICS)}; got {row}") from e
+    return run
 
 
 def read_training_log(path: str) -> Run:
-    """Per-cycle test metrics from a Training_logs.txt (the original's or ours)."""
+    """Per-cycle test metrics from a Training_logs.txt (the original's or ours).
+
+    Raises:
+        ReportInputError: The file cannot be read or has no test line after a period line.
+    """
     run: Run = {}
     period = None
-    with open(path) as f:
-        for line in f:
-            if m := _PERIOD_LINE.search(line):
-                period = int(m.group(1))
-            elif (m := _TEST_LINE.search(line)) and period is not None:
-                mrr20, recall20, mrr10, recall10 = map(float, m.groups())
-                run[period] = {"mrr20": mrr20, "recall20": recall20, "mrr10": mrr10,
-                               "recall10": recall10}
+    try:
+        with open(path) as f:
+            lines = f.readlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportInputError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})"
+                               ) from e
+    for line in lines:
+        if m := _PERIOD_LINE.search(line):
+            period = int(m.group(1))
+        elif (m := _TEST_LINE.search(line)) and period is not None:
+            mrr20, recall20, mrr10, recall10 = map(float, m.groups())
+            run[period] = {"mrr20": mrr20, "recall20": recall20, "mrr10": mrr10,
+                           "recall10": recall10}
     if not run:
-        raise ValueError(f"{path}: no 'Period N:' / 'epoch:N, test (...)' lines found")
+        raise ReportInputError(f"{path}: no 'Period N:' / 'epoch:N, test (...)' lines found")
     return run
 
 
@@ -121,13 +151,15 @@ def main(argv: list[str]) -> int:
         raise app.UsageError("usage: python -m ader_tf.report <results_dir> "
                              "[--reference_log=PATH ...]")
     results_dir = argv[1]
-    runs = find_runs(results_dir)
-    for path in flags.FLAGS.reference_log:
-        label = "original:" + os.path.basename(os.path.dirname(os.path.abspath(path)))
-        runs[label] = read_training_log(path)
-    if not runs:
-        print(f"no runs (folders with metrics.csv) under {results_dir}", file=sys.stderr)
-        return 1
+    try:
+        runs = find_runs(results_dir)
+        for path in flags.FLAGS.reference_log:
+            label = "original:" + os.path.basename(os.path.dirname(os.path.abspath(path)))
+            runs[label] = read_training_log(path)
+        if not runs:
+            raise ReportInputError(f"{results_dir}: no runs (folders with metrics.csv) in it")
+    except AderError as e:
+        return print_error(e)
     print(table(runs))
     out = os.path.join(results_dir, "report.png")
     plot(runs, out)

@@ -10,19 +10,19 @@ and the flags of a shop's own click log:
     python -m preprocessing --dataset=clicks_later.csv --raw_dir=shop --output_dir=data/SHOP \\
         --append
 
-Bad input ends with exit status 1 and one line naming the file, line and text, no traceback.
+Bad input ends with exit status 2 and one line naming the file, line and text, no traceback
+(as every ader_tf command line: `ader_tf.errors`).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app, flags
 
+from ader_tf.errors import AderError, print_error
 from preprocessing.append import append_periods
 from preprocessing.clicklog import TIME_UNITS, ClickLogOptions
-from preprocessing.errors import PreprocessingError
 from preprocessing.pipeline import (
     PreprocessConfig,
     default_output_dir,
@@ -124,10 +124,10 @@ def config_from_flags() -> PreprocessConfig:
         raise app.UsageError(str(error)) from error
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> int:
     """Builds the config from the flags and runs `preprocess` (or `append_periods`).
 
-    Errors in the data exit 1 with one line.
+    Errors in the data exit 2 with one line.
     """
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -143,16 +143,16 @@ def main(argv: list[str]) -> None:
             output_dir = FLAGS.output_dir or default_output_dir(raw_path, dataset_format=GENERIC)
             print(f"Append {FLAGS.dataset} to {output_dir}:")
             append_periods(raw_path, output_dir)
-            return
+            return 0
         dataset_format = resolve_format(raw_path, config)
         output_dir = FLAGS.output_dir or default_output_dir(
             raw_path, config.is_time_fraction, dataset_format=dataset_format
         )
         print(f"Start preprocess {FLAGS.dataset}:")
         preprocess(raw_path, output_dir, config)
-    except PreprocessingError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    except AderError as error:
+        return print_error(error)
+    return 0
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def append_periods(raw_path: str, output_dir: str, log: Log | None = print) -> d
         try:
             output.commit(folder, output_dir, names, replace_all=False)
         except OSError as error:
-            raise PreprocessingError(f"cannot write to {output_dir!r}: {error}") from error
+            raise PreprocessingError(f"{output_dir}: cannot write: {error}") from error
     log(f"Appended {len(files)} period files to {output_dir}")
     return record
 

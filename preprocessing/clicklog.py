@@ -71,7 +71,10 @@ class ClickLogOptions:
 
     def __post_init__(self) -> None:
         if (self.session_column is None) == (self.user_column is None):
-            raise ValueError("give exactly one of session_column and user_column")
+            raise ValueError(
+                "exactly one of session_column and user_column must be set, got "
+                f"session_column={self.session_column!r}, user_column={self.user_column!r}"
+            )
         if self.time_unit not in TIME_UNITS:
             raise ValueError(f"time_unit must be one of {TIME_UNITS}, got {self.time_unit!r}")
         if not self.session_gap_minutes > 0:
@@ -79,7 +82,10 @@ class ClickLogOptions:
                 f"session_gap_minutes must be positive, got {self.session_gap_minutes!r}"
             )
         if (self.filter_column is None) != (self.filter_value is None):
-            raise ValueError("filter_column and filter_value go together")
+            raise ValueError(
+                "filter_column and filter_value must be set together, got "
+                f"filter_column={self.filter_column!r}, filter_value={self.filter_value!r}"
+            )
         if self.delimiter is not None and len(self.delimiter) != 1:
             raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ader_tf.errors import AderError
 
-class PreprocessingError(Exception):
+
+class PreprocessingError(AderError):
     """A run cannot produce period files (bad configuration, or no data left after filtering)."""
 
 
@@ -37,14 +39,14 @@ class RawDataError(PreprocessingError):
         self.text = text
         self.reason = reason
         self.row_group = row_group
+        # `PATH:LINE: reason`, as the period files' errors; Parquet has no lines.
         if row_group is not None:
             row = "" if line_number is None else f", row {line_number}"
-            location = f", row group {row_group}{row}"
+            message = f"{path}: row group {row_group}{row}: {reason}"
         elif line_number is not None:
-            location = f", line {line_number}"
+            message = f"{path}:{line_number}: {reason}"
         else:
-            location = ""
-        message = f"{path}{location}: {reason}"
-        if location and text is not None:
+            message = f"{path}: {reason}"
+        if (row_group is not None or line_number is not None) and text is not None:
             message += f": {text!r}"
         super().__init__(message)

@@ -82,7 +82,7 @@ def commit(folder: str, output_dir: str, names: Sequence[str], replace_all: bool
         os.rename(folder, output_dir)
         return
     if not os.path.isdir(output_dir):
-        raise NotADirectoryError(f"{output_dir!r} exists and is not a folder")
+        raise NotADirectoryError(f"{output_dir}: exists and is not a folder")
     for name in names:
         if name not in _LAST:
             os.replace(os.path.join(folder, name), os.path.join(output_dir, name))

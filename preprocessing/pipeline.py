@@ -178,7 +178,7 @@ def preprocess(
     config = config or PreprocessConfig()
     log = log or (lambda line: None)
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise PreprocessingError(f"output path {output_dir!r} exists and is not a folder")
+        raise PreprocessingError(f"{output_dir}: exists and is not a folder (the output path)")
     dataset_format = resolve_format(raw_path, config)
     clicks = read_clicks(raw_path, dataset_format, config.timezone, config.click_log)
     stats = {
@@ -206,7 +206,7 @@ def preprocess(
     try:
         _write_outputs(filtered, clicks, dataset_format, config, output_dir, stats, log)
     except OSError as error:
-        raise PreprocessingError(f"cannot write the output to {output_dir!r}: {error}") from error
+        raise PreprocessingError(f"{output_dir}: cannot write the output: {error}") from error
     log(f"Wrote {len(stats['files'])} files and {output.STATS_FILE} to {output_dir}")
     return stats
 

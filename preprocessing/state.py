@@ -84,7 +84,7 @@ def read_state(folder: str) -> dict:
             state = json.load(f)
     except FileNotFoundError as error:
         raise PreprocessingError(
-            f"{path} not found: --append extends a folder written from a click log (run once "
+            f"{path}: not found: --append extends a folder written from a click log (run once "
             "without --append first)"
         ) from error
     except (OSError, ValueError) as error:
@@ -107,7 +107,7 @@ def _read_csv(path: str, dtypes: dict) -> pd.DataFrame:
         table = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_filter=False,
                             encoding="utf-8", encoding_errors="surrogateescape")
     except FileNotFoundError as error:
-        raise PreprocessingError(f"{path} not found") from error
+        raise PreprocessingError(f"{path}: not found") from error
     except (OSError, ValueError, pd.errors.ParserError) as error:
         raise PreprocessingError(f"{path}: cannot read: {error}") from error
     if list(table.columns) != list(dtypes):

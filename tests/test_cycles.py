@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from ader_tf.data.cycles import ContinualData
+from ader_tf.errors import AderError
 from tests.conftest import real_data_dir, write_period_files
 
 
@@ -30,6 +31,13 @@ def test_cycle_one_by_hand(toy_dir):
     assert sorted(c.test.sessions()) == [[1, 2], [2, 1]]
     assert c.stats["test_clicks_unseen_items_removed"] == 4
     assert c.stats["test_sessions_dropped_one_click"] == 1
+
+
+def test_one_period_file_is_bad_input_the_command_line_names(tmp_path):
+    folder = write_period_files(str(tmp_path), [[(1, 1), (1, 2)]])
+    with pytest.raises(AderError, match="at least 2 period files .* found 1") as raised:
+        ContinualData(folder, maxlen=4)
+    assert str(raised.value).startswith(f"{folder}: ") and raised.value.exit_code == 2
 
 
 def test_joint_trains_on_all_previous_periods(toy_dir):

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from ader_tf.export import export_saved_model
+from ader_tf.models.recommender import SessionRecommender
+from tests.conftest import REPO_ROOT
 from tests.helpers import left_padded, randomize
 from tests.helpers import tiny_sasrec_model as tiny_model
 
@@ -63,10 +65,10 @@ def exported(tmp_path_factory):
     return model, path, ids, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_loads_without_ader_tf_and_lists_both_signatures(exported) -> None:
+def test_loads_without_ader_tf_and_lists_the_signatures(exported) -> None:
     _, _, _, out = exported
     assert not out["ader_tf_imported"]
-    assert out["signatures"] == ["scores", "serving_default"]
+    assert out["signatures"] == ["recommend", "scores", "serving_default"]
     assert out["top_dtype"] == "int32"
 
 
@@ -82,6 +84,63 @@ def test_scores_and_top_items_match_the_model(exported) -> None:
     np.testing.assert_allclose(
         out["top_scores"], np.sort(expected, axis=1)[:, ::-1][:, :5], atol=1e-5
     )
+
+
+class DoubledScores(SessionRecommender):
+    """A recommender whose scoring differs from the encoder's dot product and transform."""
+
+    def score(self, representation, num_items=None):
+        return 2.0 * super().score(representation, num_items) - 1.0
+
+
+def test_export_scores_as_the_model_scores(tmp_path) -> None:
+    # Whatever the model's scoring does, the export serves it: it scores through the model.
+    model = DoubledScores(tiny_model(num_items=20, maxlen=4).encoder)
+    randomize(model)
+    model.set_max_item(15)
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(export_saved_model(model, str(tmp_path / "m"), k=4))
+    ids = left_padded(np.random.default_rng(2), [1, 4, 2], 4, 15)
+    expected = model.predict_logits(ids).numpy()
+    served = loaded.signatures["scores"](item_ids=tf.constant(ids))["scores"].numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    top = loaded.signatures["serving_default"](item_ids=tf.constant(ids))
+    np.testing.assert_allclose(top["top_scores"].numpy(),
+                               np.sort(expected, axis=1)[:, ::-1][:, :4], atol=1e-5)
+
+
+def test_recommend_without_raw_ids_takes_and_returns_the_period_files_ids(exported) -> None:
+    _, path, ids, out = exported
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    as_text = np.where(ids > 0, ids.astype(str), "")
+    served = loaded.signatures["recommend"](item_ids=tf.constant(as_text))
+    items = [[i.decode() for i in row] for row in served["top_items"].numpy()]
+    assert items == [[str(i) for i in row] for row in out["top_items"]]
+    np.testing.assert_allclose(served["top_scores"].numpy(), out["top_scores"], atol=1e-6)
+
+
+def test_recommend_command_line_on_an_export_without_raw_ids(exported) -> None:
+    model, path, _, _ = exported
+    env = {**os.environ, "PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ader_tf.recommend", f"--model_dir={path}", "--session=1,2",
+         "--k=3"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logits = model.predict_logits(np.array([[1, 2]], np.int32)).numpy()[0]
+    top = np.argsort(-logits, kind="stable")[:3]
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    assert [row[:2] for row in rows] == [[str(r), str(i + 1)] for r, i in enumerate(top, 1)]
+    np.testing.assert_allclose([float(row[2]) for row in rows], logits[top], atol=1e-4)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ader_tf.recommend", f"--model_dir={path}", "--session=1",
+         "--k=6"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == ("error: --k must be at most 5 (the export's "
+                                            "top-k), got 6")
 
 
 def test_saved_model_cli_lists_signatures(exported) -> None:

@@ -129,7 +129,7 @@ def _assert_rejected(file_name: str, lines: list[str], bad_index: int) -> None:
             message = str(error)
             assert "\n" not in message, message
             assert (error.path, error.line_number) == (raw, bad_line), (message, bad)
-            assert message.startswith(f"{raw}, line {bad_line}: "), message
+            assert message.startswith(f"{raw}:{bad_line}: "), message
         else:
             raise AssertionError(f"{bad!r} was accepted")
         assert sorted(os.listdir(folder)) == [file_name]  # no output, no staging

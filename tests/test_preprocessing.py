@@ -292,16 +292,16 @@ def test_cli_bad_input_exits_nonzero_with_the_message_and_no_traceback(tmp_path)
     (raw_dir / "train-item-views.csv").write_text(
         "sessionId;userId;itemId;timeframe;eventdate\n1;;2;5;2016-01-01\n1;;2;five;2016-01-01\n")
     result = _cli(f"--raw_dir={raw_dir}", "--output_dir=out", cwd=str(tmp_path))
-    assert result.returncode == 1
-    assert "line 3: timeframe is not an integer: '1;;2;five;2016-01-01'" in result.stderr
-    assert "train-item-views.csv" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == (f"error: {raw_dir}/train-item-views.csv:3: timeframe is not an "
+                             "integer: '1;;2;five;2016-01-01'\n")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
 
 def test_cli_missing_file_and_bad_flag(tmp_path):
     result = _cli("--raw_dir=nowhere", cwd=str(tmp_path))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "nowhere/train-item-views.csv: No such file or directory" in result.stderr
     assert "Traceback" not in result.stderr
     result = _cli("--timezone=Nowhere/Land", cwd=str(tmp_path))

@@ -229,7 +229,7 @@ def test_missing_column_lists_the_columns_found(tmp_path):
     path = _write(_table(), tmp_path / "log.csv")
     with pytest.raises(RawDataError) as raised:
         _read(path, item_column="itemid")
-    assert str(raised.value) == (f"{path}, line 1: missing column(s) 'itemid'; columns found: "
+    assert str(raised.value) == (f"{path}:1: missing column(s) 'itemid'; columns found: "
                                  "'extra', 'session_id', 'item_id', 'timestamp'")
     parquet = _write(_table(), tmp_path / "log.parquet")
     with pytest.raises(RawDataError, match=r"log.parquet: missing column\(s\) 'visitorid'; "
@@ -248,7 +248,7 @@ def test_bad_time_names_the_line_and_the_text(tmp_path, name):
         f.write(text)
     with pytest.raises(RawDataError) as raised:
         _read(path)
-    assert str(raised.value) == (f"{path}, line 6: time is not an ISO 8601 time "
+    assert str(raised.value) == (f"{path}:6: time is not an ISO 8601 time "
                                  "(--time_unit=iso): 'yesterday'")
 
 
@@ -256,12 +256,12 @@ def test_bad_epoch_time_and_empty_item(tmp_path):
     table = _table(time_unit="s").astype(str)
     table.loc[1, "timestamp"] = "12:00"
     path = _write(table, tmp_path / "log.csv")
-    with pytest.raises(RawDataError, match="line 3: time is not a number of epoch seconds: "
+    with pytest.raises(RawDataError, match=":3: time is not a number of epoch seconds: "
                                            "'12:00'"):
         _read(path, time_unit="s")
     table.loc[1, "timestamp"] = str(T0)
     table.loc[2, "item_id"] = ""
-    with pytest.raises(RawDataError, match=r"line 4: empty item_id \(item id\): ''"):
+    with pytest.raises(RawDataError, match=r":4: empty item_id \(item id\): ''"):
         _read(_write(table, tmp_path / "log.csv"), time_unit="s")
 
 
@@ -272,21 +272,21 @@ def test_bad_time_in_parquet_names_the_row_group(tmp_path):
     pq.write_table(pa.Table.from_pandas(table, preserve_index=False), path, row_group_size=2)
     with pytest.raises(RawDataError) as raised:
         _read(path)
-    assert str(raised.value) == (f"{path}, row group 1, row 1: time is not an ISO 8601 time "
+    assert str(raised.value) == (f"{path}: row group 1, row 1: time is not an ISO 8601 time "
                                  "(--time_unit=iso): '31/12/2023'")
 
 
 def test_a_row_with_too_many_fields(tmp_path):
     path = tmp_path / "log.csv"
     path.write_text("session_id,item_id,timestamp\na,1,2024-01-01\na,2,2024-01-01,x\n")
-    with pytest.raises(RawDataError, match="line 3: expected 3 fields as in the header, found 4: "
+    with pytest.raises(RawDataError, match=":3: expected 3 fields as in the header, found 4: "
                                            "'a,2,2024-01-01,x'"):
         _read(str(path))
 
 
 @pytest.mark.parametrize("text,message", [
-    ("", "line 1: empty file"),
-    ("session_id,item_id,timestamp\n", "line 2: no clicks after the header"),
+    ("", ":1: empty file"),
+    ("session_id,item_id,timestamp\n", ":2: no clicks after the header"),
 ])
 def test_empty_log(tmp_path, text, message):
     path = tmp_path / "log.csv"
@@ -312,15 +312,15 @@ def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_cli_bad_time_exits_1_with_one_line_and_leaves_nothing(tmp_path):
+def test_cli_bad_time_exits_2_with_one_line_and_leaves_nothing(tmp_path):
     (tmp_path / "raw").mkdir()
     table = _table(time_unit="s").astype(str)
     table.loc[4, "timestamp"] = "soon"
     _write(table, tmp_path / "raw" / "clicks.csv")
     result = _cli("--dataset=clicks.csv", "--raw_dir=raw", "--output_dir=out/SHOP",
                   "--session_column=session_id", "--time_unit=s", cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr == ("error: raw/clicks.csv, line 6: time is not a number of epoch "
+    assert result.returncode == 2
+    assert result.stderr == ("error: raw/clicks.csv:6: time is not a number of epoch "
                              "seconds: 'soon'\n")
     assert sorted(os.listdir(tmp_path)) == ["raw"]
 
@@ -494,7 +494,7 @@ def test_failed_append_changes_nothing(tmp_path):
     table = pd.read_csv(write_sample_click_log(str(tmp_path / "bad.csv")), dtype=str)
     table.loc[len(table) - 1, "timestamp"] = "later"
     bad = _write(table, tmp_path / "bad.csv")
-    with pytest.raises(RawDataError, match=f"line {len(table) + 1}: time is not"):
+    with pytest.raises(RawDataError, match=f":{len(table) + 1}: time is not"):
         append_periods(bad, str(out), log=None)
     early = write_sample_click_log(str(tmp_path / "early.csv"), periods=range(2))
     with pytest.raises(PreprocessingError, match="no click after the last period's end"):
@@ -504,7 +504,7 @@ def test_failed_append_changes_nothing(tmp_path):
 
 
 def test_append_needs_a_click_log_folder(tmp_path):
-    with pytest.raises(PreprocessingError, match="preprocessing.json not found"):
+    with pytest.raises(PreprocessingError, match="preprocessing.json: not found"):
         append_periods(str(tmp_path / "x.csv"), str(tmp_path), log=None)
 
 

@@ -125,7 +125,7 @@ def test_yoochoose_bad_line_names_file_line_and_text(tmp_path, line, reason):
     assert error.line_number == 3
     assert error.text == line
     assert reason in error.reason
-    assert str(error).startswith(f"{tmp_path / 'yoochoose-clicks.dat'}, line 3: ")
+    assert str(error).startswith(f"{tmp_path / 'yoochoose-clicks.dat'}:3: ")
     assert repr(line) in str(error)
 
 
@@ -134,11 +134,11 @@ def test_yoochoose_reports_the_first_bad_line_across_blocks(tmp_path, monkeypatc
     lines = [f"{i},2014-04-01T10:00:{i:02d}.000Z,{i},0" for i in range(40)]
     lines[25] = "25,2014-04-01T10:00:25.000Z,x,0"  # a bad value ...
     lines[31] = "31,2014-04-01T10:00:31.000Z"  # ... before a bad field count
-    with pytest.raises(RawDataError, match="line 26: item id") as raised:
+    with pytest.raises(RawDataError, match=":26: item id") as raised:
         _read_yoochoose(tmp_path, "\n".join(lines) + "\n")
     assert raised.value.text == lines[25]
     lines[25] = "25,2014-04-01T10:00:25.000Z,25,0"
-    with pytest.raises(RawDataError, match="line 32: expected 4 fields"):
+    with pytest.raises(RawDataError, match=":32: expected 4 fields"):
         _read_yoochoose(tmp_path, "\n".join(lines) + "\n")
 
 
@@ -161,23 +161,23 @@ def test_diginetica_bad_line_names_file_line_and_text(tmp_path, line, reason):
         _read_diginetica(tmp_path, HEADER + good + line + "\n" + good)
     assert (raised.value.line_number, raised.value.text) == (3, line)
     assert reason in raised.value.reason
-    assert f"train-item-views.csv, line 3: {reason}" in str(raised.value)
+    assert f"train-item-views.csv:3: {reason}" in str(raised.value)
 
 
 def test_diginetica_header_must_name_the_columns(tmp_path):
-    with pytest.raises(RawDataError, match="line 1: header lacks column.s. timeframe"):
+    with pytest.raises(RawDataError, match=":1: header lacks column.s. timeframe"):
         _read_diginetica(tmp_path, "sessionId;userId;itemId;time;eventdate\n1;;2;5;2016-01-01\n")
 
 
 def test_diginetica_header_only(tmp_path):
-    with pytest.raises(RawDataError, match="line 2: no clicks after the header"):
+    with pytest.raises(RawDataError, match=":2: no clicks after the header"):
         _read_diginetica(tmp_path, HEADER)
 
 
 @pytest.mark.parametrize("name", ["yoochoose-clicks.dat", "train-item-views.csv"])
 def test_empty_file(tmp_path, name):
     path = _write(tmp_path, name, "")
-    with pytest.raises(RawDataError, match="line 1: empty file") as raised:
+    with pytest.raises(RawDataError, match=":1: empty file") as raised:
         preprocess(path, str(tmp_path / "out"), PreprocessConfig(), log=None)
     assert raised.value.path == path
 
@@ -191,7 +191,7 @@ def test_missing_file(tmp_path):
 
 
 def test_yoochoose_invalid_utf8_is_shown_not_raised(tmp_path):
-    with pytest.raises(RawDataError, match="line 1: session id") as raised:
+    with pytest.raises(RawDataError, match=":1: session id") as raised:
         _read_yoochoose(tmp_path, b"\xff1,2014-04-01T10:00:00.000Z,214,0\n")
     assert raised.value.text == "\ufffd1,2014-04-01T10:00:00.000Z,214,0"
 

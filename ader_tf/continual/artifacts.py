@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ader_tf.errors import AderError
 from ader_tf.io_utils import (
     TEMPORARY_PREFIX,
     one_line,
@@ -51,7 +52,7 @@ _STATE_KEYS = ("cycle", "best_epoch", "max_item", "mrr20", "recall20", "mrr10", 
                "train_seconds", "selection_seconds", "test_seconds")
 
 
-class RunStateError(ValueError):
+class RunStateError(AderError, ValueError):
     """A results folder holds state that does not belong to this run or is damaged."""
 
 

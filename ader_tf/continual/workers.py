@@ -21,6 +21,7 @@ import tempfile
 import tensorflow as tf
 
 from ader_tf.continual.artifacts import RunState
+from ader_tf.errors import AderError
 
 # Folders of a run that a resumed worker does not need (written again, or for people only).
 _NOT_COPIED = frozenset({"saved_models", "tensorboard"})
@@ -106,8 +107,10 @@ def _copy(source: str, dest: str) -> None:
         shutil.copy2(source, dest)
 
 
-class WorkerLostError(RuntimeError):
+class WorkerLostError(AderError, RuntimeError):
     """A collective op of a multi-worker run failed or timed out: another worker is gone."""
+
+    exit_code = 3
 
 
 # What a collective op raises when a peer has died or does not answer in time.

@@ -13,7 +13,12 @@ from typing import Any
 import numpy as np
 
 from ader_tf.data.examples import Examples, examples_from_sessions
-from ader_tf.data.periods import Sessions, list_period_files, read_period_sessions
+from ader_tf.data.periods import (
+    PeriodFileError,
+    Sessions,
+    list_period_files,
+    read_period_sessions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,8 @@ class ContinualData:
         self.seed = seed
         self.period_files = list_period_files(period_dir)
         if len(self.period_files) < 2:
-            raise ValueError(f"{period_dir}: need at least 2 period files, found 1")
+            raise PeriodFileError(f"{period_dir}: a run needs at least 2 period files "
+                                  "(period_0.txt, period_1.txt), found 1")
         self._sessions: dict[int, Sessions] = {}
 
     @property

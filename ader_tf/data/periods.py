@@ -16,8 +16,10 @@ import re
 import numpy as np
 import pandas as pd
 
+from ader_tf.errors import AderError
 
-class PeriodFileError(ValueError):
+
+class PeriodFileError(AderError, ValueError):
     """A period file is missing, empty or has a malformed line."""
 
 

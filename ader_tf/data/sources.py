@@ -6,6 +6,7 @@ import logging
 import os
 
 from ader_tf.data.sample import ensure_sample_dataset
+from ader_tf.errors import AderError
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +18,7 @@ DOWNLOADS = {
 }
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(AderError, FileNotFoundError):
     """Neither period files nor a raw file for the dataset were found."""
 
 

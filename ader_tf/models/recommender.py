@@ -239,14 +239,30 @@ class SessionRecommender(keras.Model):
         item_ids, _, _ = _split_features(inputs)
         return self.score(self.encoder(item_ids, training=training))
 
-    def score(self, representation: tf.Tensor) -> tf.Tensor:
-        """Logits [B, max_item] of session vectors [B, d] against item rows 1..max_item.
+    def score(self, representation: tf.Tensor, num_items: int | None = None) -> tf.Tensor:
+        """Logits [B, n] of session vectors [B, d] against item rows 1..n.
 
         The encoder's `transform_scores` maps them (STAMP's optional sigmoid); losses, the
-        teacher and ranks all go through here, so they all see the same scores.
+        teacher, ranks and the SavedModel export all go through here, so they all see the same
+        scores.
+
+        Args:
+            representation: Session vectors [B, d].
+            num_items: n as a Python int, for a static output width (the export's signatures
+                need one); default `max_item`, a variable, so the width follows the item
+                universe without a retrace.
+
+        Raises:
+            ValueError: If `num_items` is not in 1..the encoder's num_items.
         """
         table = self.encoder.item_embeddings
-        rows = tf.slice(table, [1, 0], tf.stack([tf.convert_to_tensor(self._max_item), -1]))
+        if num_items is not None:
+            if not 1 <= num_items <= self.encoder.num_items:
+                raise ValueError(f"`num_items` must be in 1..{self.encoder.num_items}, "
+                                 f"got {num_items}.")
+            rows = table[1 : num_items + 1]
+        else:
+            rows = tf.slice(table, [1, 0], tf.stack([tf.convert_to_tensor(self._max_item), -1]))
         logits = tf.matmul(representation, rows, transpose_b=True)
         return self.encoder.transform_scores(logits)
 

@@ -24,17 +24,20 @@ from ader_tf.continual.artifacts import RunPaths, RunState
 from ader_tf.continual.reporting import RunLog
 from ader_tf.data.cycles import ContinualData, CycleData
 from ader_tf.data.examples import Examples
+from ader_tf.errors import AderError
 from ader_tf.evaluation import Metrics, NonFiniteError
 from ader_tf.options import Option
 
 log = logging.getLogger(__name__)
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(AderError, RuntimeError):
     """The loss or a model output (scores, losses, session vectors) became NaN or infinite.
 
     The message names the cycle, the phase and the last good checkpoint, which is kept.
     """
+
+    exit_code = 1
 
 
 @dataclasses.dataclass
