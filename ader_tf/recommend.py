@@ -9,12 +9,11 @@ Needs TensorFlow only: the model and its id map are inside the SavedModel (signa
 
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app, flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from ader_tf.quiet import quiet_tensorflow
 
 FLAGS = flags.FLAGS
 
@@ -58,6 +57,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()
     flags.DEFINE_string("model_dir", None, "An exported SavedModel (saved_models/cycle_<t>).")
     flags.DEFINE_string("session", None, "The session's raw item ids in click order, "
                         "comma-separated.")

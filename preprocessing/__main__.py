@@ -24,6 +24,7 @@ import sys
 
 from absl import app, flags
 
+from ader_tf.quiet import quiet_tensorflow
 from preprocessing.append import SETTING_NAMES, append_periods
 from preprocessing.clicklog import TIME_UNITS, ClickLogOptions
 from preprocessing.errors import PreprocessingError, SettingMismatchError
@@ -168,4 +169,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()  # nothing here imports TensorFlow today; this keeps it so if one does
     app.run(main)
