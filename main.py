@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 
 from absl import app, flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from ader_tf.quiet import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 
 from ader_tf.config import FIELD_GROUPS, Config, field_choices  # noqa: E402
 from ader_tf.plugins import option_groups  # noqa: E402

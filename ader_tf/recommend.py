@@ -10,13 +10,10 @@ period files' own ("1", "2", ...).
 
 from __future__ import annotations
 
-import os
-
 from absl import app, flags
 
 from ader_tf.errors import AderError, one_line, print_error
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from ader_tf.quiet import quiet_tensorflow
 
 FLAGS = flags.FLAGS
 
@@ -67,6 +64,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()
     flags.DEFINE_string("model_dir", None, "An exported SavedModel (saved_models/cycle_<t>).")
     flags.DEFINE_string("session", None, "The session's raw item ids in click order, "
                         "comma-separated.")

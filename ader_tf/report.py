@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from ader_tf.errors import AderError, print_error
+from ader_tf.quiet import quiet_tensorflow
 
 METRICS = (("recall20", "Recall@20"), ("mrr20", "MRR@20"), ("recall10", "Recall@10"),
            ("mrr10", "MRR@10"))
@@ -168,6 +169,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()  # nothing here imports TensorFlow today; this keeps it so if one does
     # Defined here, not on import, so the library adds no global flags.
     flags.DEFINE_multi_string("reference_log", [], "An original Training_logs.txt to compare.")
     app.run(main)

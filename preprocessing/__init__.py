@@ -13,7 +13,7 @@ and a shop's own click log (CSV, TSV or Parquet), which can later be extended pe
 
 from preprocessing.append import append_periods
 from preprocessing.clicklog import ClickLogOptions
-from preprocessing.errors import PreprocessingError, RawDataError
+from preprocessing.errors import PreprocessingError, RawDataError, SettingMismatchError
 from preprocessing.pipeline import PreprocessConfig, default_output_dir, preprocess
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "PreprocessConfig",
     "PreprocessingError",
     "RawDataError",
+    "SettingMismatchError",
     "append_periods",
     "default_output_dir",
     "preprocess",

@@ -10,6 +10,10 @@ and the flags of a shop's own click log:
     python -m preprocessing --dataset=clicks_later.csv --raw_dir=shop --output_dir=data/SHOP \\
         --append
 
+`--append` takes its settings from the folder's preprocessing.json; settings flags may still be
+given (the first command with `--append` added) when they equal the stored ones, and a different
+value ends with exit status 2 and one line naming the flag and both values.
+
 Bad input ends with exit status 2 and one line naming the file, line and text, no traceback
 (as every ader_tf command line: `ader_tf.errors`).
 """
@@ -17,12 +21,15 @@ Bad input ends with exit status 2 and one line naming the file, line and text, n
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags
 
 from ader_tf.errors import AderError, print_error
-from preprocessing.append import append_periods
+from ader_tf.quiet import quiet_tensorflow
+from preprocessing.append import SETTING_NAMES, append_periods
 from preprocessing.clicklog import TIME_UNITS, ClickLogOptions
+from preprocessing.errors import SettingMismatchError
 from preprocessing.pipeline import (
     PreprocessConfig,
     default_output_dir,
@@ -72,12 +79,11 @@ flags.DEFINE_integer("period_days", None, "Click log: period length in days (def
                      "--test_fraction).")
 flags.DEFINE_boolean("append", False,
                      "Write the clicks after the last period in --output_dir as further period "
-                     "files, keeping every id; settings come from its preprocessing.json.")
+                     "files, keeping every id; settings come from its preprocessing.json "
+                     "(settings flags may be given if they equal the stored ones).")
 
 _LOG_FLAGS = ("session_column", "user_column", "item_column", "time_column", "time_unit",
               "session_gap_minutes", "delimiter", "filter_column", "filter_value")
-_SETTING_FLAGS = ("test_fraction", "threshold_item", "threshold_sess", "yoochoose_select",
-                  "is_time_fraction", "timezone", "dataset_format", "period_days", *_LOG_FLAGS)
 _DELIMITER_NAMES = {"\\t": "\t", "tab": "\t"}
 
 
@@ -100,6 +106,14 @@ def click_log_options() -> ClickLogOptions | None:
         filter_column=FLAGS.filter_column,
         filter_value=FLAGS.filter_value,
     )
+
+
+def given_settings() -> dict[str, object]:
+    """The settings flags given on the command line, by name (a delimiter's name resolved)."""
+    given = {name: FLAGS[name].value for name in SETTING_NAMES if FLAGS[name].present}
+    if "delimiter" in given:
+        given["delimiter"] = _DELIMITER_NAMES.get(given["delimiter"], given["delimiter"])
+    return given
 
 
 def config_from_flags() -> PreprocessConfig:
@@ -127,22 +141,18 @@ def config_from_flags() -> PreprocessConfig:
 def main(argv: list[str]) -> int:
     """Builds the config from the flags and runs `preprocess` (or `append_periods`).
 
-    Errors in the data exit 2 with one line.
+    Errors in the data exit 2 with one line; with --append, a settings flag that differs from
+    the stored setting exits 2 with one line naming both values.
     """
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     raw_path = os.path.join(FLAGS.raw_dir, FLAGS.dataset)
-    if FLAGS.append:
-        given = [f"--{name}" for name in _SETTING_FLAGS if FLAGS[name].present]
-        if given:
-            raise app.UsageError(f"--append reads its settings from the output folder's "
-                                 f"preprocessing.json; leave out {', '.join(given)}")
     config = None if FLAGS.append else config_from_flags()
     try:
         if FLAGS.append:
             output_dir = FLAGS.output_dir or default_output_dir(raw_path, dataset_format=GENERIC)
             print(f"Append {FLAGS.dataset} to {output_dir}:")
-            append_periods(raw_path, output_dir)
+            append_periods(raw_path, output_dir, settings=given_settings())
             return 0
         dataset_format = resolve_format(raw_path, config)
         output_dir = FLAGS.output_dir or default_output_dir(
@@ -150,10 +160,16 @@ def main(argv: list[str]) -> int:
         )
         print(f"Start preprocess {FLAGS.dataset}:")
         preprocess(raw_path, output_dir, config)
+    except SettingMismatchError as error:
+        print(f"error: --{error.name}={error.given} differs from the stored {error.stored} in "
+              f"{error.path}; leave it out (--append uses the stored settings) or preprocess "
+              "into a new --output_dir", file=sys.stderr)
+        return 2
     except AderError as error:
         return print_error(error)
     return 0
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()  # nothing here imports TensorFlow today; this keeps it so if one does
     app.run(main)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -31,17 +32,26 @@ import pandas as pd
 from preprocessing import output, report, state
 from preprocessing.clicklog import ClickLogOptions
 from preprocessing.clicks import Clicks, first_appearance
-from preprocessing.errors import PreprocessingError
-from preprocessing.filtering import count, filter_clicks, known_item_clicks
+from preprocessing.errors import PreprocessingError, SettingMismatchError
+from preprocessing.filtering import SECONDS_PER, count, filter_clicks, known_item_clicks
 from preprocessing.periods import grid_thresholds, output_order
 from preprocessing.pipeline import (
     PeriodSplit,
+    PreprocessConfig,
     period_window,
     raw_ids_of_new_items,
     write_period_files,
 )
 from preprocessing.readers import GENERIC, read_clicks
 from preprocessing.report import Log
+from preprocessing.timezones import same_timezone
+
+_DAY = 86_400
+# What `settings` may name: the fields of PreprocessConfig (but click_log) and ClickLogOptions.
+SETTING_NAMES = (
+    *(f.name for f in dataclasses.fields(PreprocessConfig) if f.name != "click_log"),
+    *(f.name for f in dataclasses.fields(ClickLogOptions)),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +63,12 @@ class _Known:
     item_counts: pd.Series
 
 
-def append_periods(raw_path: str, output_dir: str, log: Log | None = print) -> dict:
+def append_periods(
+    raw_path: str,
+    output_dir: str,
+    log: Log | None = print,
+    settings: Mapping[str, object] | None = None,
+) -> dict:
     """Writes the clicks after the last period of `output_dir` as further period files.
 
     Earlier period files are never touched. items.csv, item_counts.csv, dataset.json and
@@ -64,18 +79,25 @@ def append_periods(raw_path: str, output_dir: str, log: Log | None = print) -> d
         raw_path: The click log, in the layout the folder was made from.
         output_dir: A folder written by `preprocess` from a click log (or by this function).
         log: Receives the progress report line by line; None for silence.
+        settings: Settings the caller expects the folder to have, by `SETTING_NAMES` (say,
+            the settings of the command that wrote it); each must equal the stored one.
+            The stored settings are used either way.
 
     Returns:
         What was done, also added to dataset.json under "appends": the clicks read and
         ignored, and per new period file the filter steps and counts.
 
     Raises:
+        SettingMismatchError: A value in `settings` differs from the stored one (checked
+            before the log is read).
         RawDataError: The log is missing, empty or malformed.
         PreprocessingError: The folder has no append state, no click is after the last
             period, or none is left after filtering.
+        ValueError: `settings` names something that is not a setting.
     """
     log = log or (lambda line: None)
     known = _read_known(output_dir)
+    check_settings(known.state, settings or {}, os.path.join(output_dir, state.STATE_FILE))
     saved = known.state
     options = ClickLogOptions(**saved["reader"]["click_log"])
     clicks = read_clicks(raw_path, GENERIC, saved["reader"]["timezone"], options)
@@ -122,6 +144,75 @@ def _read_known(output_dir: str) -> _Known:
                 f"{output_dir}: {period['file']} is listed in {state.STATE_FILE} but missing"
             )
     return _Known(saved, state.read_items(output_dir), state.read_item_counts(output_dir))
+
+
+def check_settings(saved: dict, settings: Mapping[str, object], path: str) -> None:
+    """Checks given settings against the append state `saved` read from `path`.
+
+    Values are compared as they act: numbers by value, time zones by their zone data, and
+    `test_fraction` by the period length it gives (it has no effect when `period_days` is given,
+    as in `preprocess`). None for `period_days` or `dataset_format` means "derived", as in
+    `PreprocessConfig`, and is not compared. A click log state keeps every click
+    (`yoochoose_select` 1.0) in period files (`is_time_fraction` true).
+
+    Raises:
+        SettingMismatchError: The first setting, in `SETTING_NAMES` order, that differs.
+        ValueError: `settings` names something that is not a setting.
+    """
+    unknown = sorted(set(settings) - set(SETTING_NAMES))
+    if unknown:
+        raise ValueError(f"settings must be among {SETTING_NAMES}, got {unknown}")
+    days = saved["period_seconds"] / _DAY
+    stored = {
+        "threshold_item": saved["threshold_item"],
+        "threshold_sess": saved["threshold_sess"],
+        "yoochoose_select": 1.0,
+        "is_time_fraction": True,
+        "timezone": saved["reader"]["timezone"],
+        "dataset_format": saved["format"],
+        "period_days": days,
+        **saved["reader"]["click_log"],
+    }
+    for name in SETTING_NAMES:
+        given = settings.get(name)
+        if name not in settings or (given is None and name in ("period_days", "dataset_format")):
+            continue
+        if name == "test_fraction":
+            if settings.get("period_days") is not None:
+                continue
+            same = SECONDS_PER.get(given) == saved["period_seconds"]
+            shown = f"period of {_shown(days)} days"
+        elif name == "timezone":
+            same = isinstance(given, str) and same_timezone(given, stored[name])
+            shown = _shown(stored[name])
+        else:
+            same = _same_value(given, stored[name])
+            shown = _shown(stored[name])
+        if not same:
+            raise SettingMismatchError(name, _shown(given), shown, path)
+
+
+def _same_value(given: object, stored: object) -> bool:
+    """Equal as settings: numbers by value (7 and 7.0), anything else by type and value."""
+    if isinstance(given, bool) or isinstance(stored, bool):
+        return isinstance(given, bool) and isinstance(stored, bool) and given == stored
+    if isinstance(given, (int, float)) and isinstance(stored, (int, float)):
+        return float(given) == float(stored)
+    return type(given) is type(stored) and given == stored
+
+
+def _shown(value: object) -> str:
+    """A setting's value as a person types it: true, 14, 30.5, item_id, '\\t', (unset)."""
+    if value is None:
+        return "(unset)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str) and (not value.isprintable() or value.strip() != value
+                                   or not value):
+        return repr(value)
+    return str(value)
 
 
 def _after_last_end(

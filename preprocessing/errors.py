@@ -50,3 +50,21 @@ class RawDataError(PreprocessingError):
         if (row_group is not None or line_number is not None) and text is not None:
             message += f": {text!r}"
         super().__init__(message)
+
+
+class SettingMismatchError(PreprocessingError):
+    """A setting given for an append differs from the one the output folder was written with.
+
+    Attributes:
+        name: The setting (a `PreprocessConfig` or `ClickLogOptions` field, as the flag).
+        given: The value given, as shown to a person.
+        stored: The stored value, as shown to a person.
+        path: The state file holding the stored value.
+    """
+
+    def __init__(self, name: str, given: str, stored: str, path: str) -> None:
+        self.name = name
+        self.given = given
+        self.stored = stored
+        self.path = path
+        super().__init__(f"{name}={given} differs from the stored {stored} in {path}")

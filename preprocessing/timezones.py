@@ -9,6 +9,8 @@ offset in force before the change).
 
 from __future__ import annotations
 
+import importlib.resources
+import os
 import zoneinfo
 
 import numpy as np
@@ -28,6 +30,34 @@ def check_timezone(name: str) -> None:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
         raise ValueError(f"unknown time zone {name!r}") from error
+
+
+def same_timezone(a: str, b: str) -> bool:
+    """Whether two zone names read wall-clock times the same way.
+
+    True for equal names, for two names of UTC, and for two names whose zone data are the same
+    bytes (a link and its target, such as US/Eastern and America/New_York).
+    """
+    if a == b or (a in _UTC_NAMES and b in _UTC_NAMES):
+        return True
+    data_a, data_b = _zone_data(a), _zone_data(b)
+    return data_a is not None and data_a == data_b
+
+
+def _zone_data(name: str) -> bytes | None:
+    """The TZif bytes `zoneinfo` would load for `name` (system data first), or None."""
+    if not name or os.path.isabs(name) or ".." in name.split("/"):
+        return None
+    for root in zoneinfo.TZPATH:
+        path = os.path.join(root, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                return f.read()
+    package, _, resource = f"tzdata.zoneinfo.{name.replace('/', '.')}".rpartition(".")
+    try:
+        return importlib.resources.files(package).joinpath(resource).read_bytes()
+    except (ModuleNotFoundError, OSError, ValueError):
+        return None
 
 
 def _wall_clock(utc_seconds: np.ndarray, timezone: str) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from preprocessing import (
     readers,
 )
 from preprocessing.clicklog import gap_sessions
+from preprocessing.errors import SettingMismatchError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DAY = 86_400
@@ -325,13 +327,6 @@ def test_cli_bad_time_exits_2_with_one_line_and_leaves_nothing(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["raw"]
 
 
-def test_cli_append_refuses_settings_flags(tmp_path):
-    result = _cli("--dataset=clicks.csv", "--append", "--period_days=3", cwd=tmp_path)
-    assert result.returncode != 0
-    assert "--append reads its settings from the output folder's preprocessing.json; leave " \
-           "out --period_days" in result.stderr
-
-
 # === items.csv ===
 
 
@@ -503,6 +498,53 @@ def test_failed_append_changes_nothing(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["SHOP", "bad.csv", "early.csv", "raw"]
 
 
+def test_append_accepts_settings_equal_to_the_stored_ones(tmp_path):
+    out, full = _sample_run(tmp_path / "a")
+    append_periods(full, str(out), log=None)
+    out_checked, _ = _sample_run(tmp_path / "b")
+    # Equal as they act: another name of UTC, 7 as 7.0, the default columns spelled out, and
+    # test_fraction, which period_days overrides.
+    append_periods(full, str(out_checked), log=None, settings={
+        "period_days": 7.0, "test_fraction": "day", "timezone": "GMT", "threshold_item": 4,
+        "threshold_sess": 1, "dataset_format": "generic", "is_time_fraction": True,
+        "yoochoose_select": 1.0, "session_column": "session_id", "item_column": "item_id",
+        "time_column": "timestamp", "time_unit": "iso", "session_gap_minutes": 30,
+        "user_column": None, "delimiter": None})
+    a, b = _bytes(out), _bytes(out_checked)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        if name not in ("dataset.json", "preprocessing.json"):
+            assert a[name] == b[name], name
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"period_days": 14}, "period_days=14 differs from the stored 7 in "),
+    ({"test_fraction": "day"}, "test_fraction=day differs from the stored period of 7 days in "),
+    ({"timezone": "Europe/Berlin"}, "timezone=Europe/Berlin differs from the stored UTC in "),
+    ({"threshold_item": 3}, "threshold_item=3 differs from the stored 4 in "),
+    ({"is_time_fraction": False}, "is_time_fraction=false differs from the stored true in "),
+    ({"user_column": "visitor"}, "user_column=visitor differs from the stored (unset) in "),
+    ({"delimiter": "\t"}, "delimiter='\\t' differs from the stored (unset) in "),
+    ({"session_gap_minutes": 30.5}, "session_gap_minutes=30.5 differs from the stored 30 in "),
+    ({"yoochoose_select": 0.5}, "yoochoose_select=0.5 differs from the stored 1 in "),
+])
+def test_append_refuses_a_setting_that_differs_and_writes_nothing(tmp_path, settings, message):
+    out, full = _sample_run(tmp_path, first_periods=3)
+    before = _bytes(out)
+    path = os.path.join(str(out), "preprocessing.json")
+    with pytest.raises(SettingMismatchError) as caught:
+        append_periods(full, str(out), log=None, settings=settings)
+    assert str(caught.value) == message + path
+    assert _bytes(out) == before
+    assert sorted(os.listdir(tmp_path)) == ["SHOP", "raw"]
+
+
+def test_append_settings_must_be_settings(tmp_path):
+    out, full = _sample_run(tmp_path, first_periods=3)
+    with pytest.raises(ValueError, match="settings must be among .*, got \\['raw_dir'\\]"):
+        append_periods(full, str(out), log=None, settings={"raw_dir": "x"})
+
+
 def test_append_needs_a_click_log_folder(tmp_path):
     with pytest.raises(PreprocessingError, match="preprocessing.json: not found"):
         append_periods(str(tmp_path / "x.csv"), str(tmp_path), log=None)
@@ -542,3 +584,41 @@ def test_cli_walk_through(tmp_path):
     assert len(files) == 10
     for path in files:
         assert len(read_period_sessions(path)) > 400
+
+
+def test_cli_append_with_the_first_commands_flags(tmp_path):
+    """A fixed command with --append added appends as --append alone; a changed value is
+    refused with one line and exit status 2, and nothing is written."""
+    raw = tmp_path / "data" / "raw"
+    raw.mkdir(parents=True)
+    write_sample_click_log(str(raw / "first.csv"), periods=range(6))
+    write_sample_click_log(str(raw / "all.csv"))
+    settings = ["--raw_dir=data/raw", "--session_column=session_id", "--item_column=item_id",
+                "--time_column=timestamp", "--period_days=7", "--delimiter=,",
+                "--timezone=UTC", "--session_gap_minutes=30"]
+    result = _cli("--dataset=first.csv", "--output_dir=data/FLAGS", *settings, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shutil.copytree(tmp_path / "data" / "FLAGS", tmp_path / "data" / "ALONE")
+    # Equal values spelled otherwise are equal too (the last two flags respelled).
+    result = _cli("--dataset=all.csv", "--output_dir=data/FLAGS", *settings[:-2],
+                  "--timezone=Etc/UTC", "--session_gap_minutes=30.0", "--append", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = _cli("--dataset=all.csv", "--raw_dir=data/raw", "--output_dir=data/ALONE",
+                  "--append", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    flagged, alone = _bytes(tmp_path / "data" / "FLAGS"), _bytes(tmp_path / "data" / "ALONE")
+    assert sorted(flagged) == sorted(alone)
+    assert len(list_period_files(str(tmp_path / "data" / "FLAGS"))) == 10
+    for name in flagged:
+        assert flagged[name] == alone[name], name
+
+    listing = sorted(os.listdir(tmp_path / "data"))
+    result = _cli("--dataset=all.csv", "--output_dir=data/ALONE",
+                  *[s.replace("=7", "=14") for s in settings], "--append", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: --period_days=14 differs from the stored 7 in data/ALONE/preprocessing.json; "
+        "leave it out (--append uses the stored settings) or preprocess into a new "
+        "--output_dir\n")
+    assert _bytes(tmp_path / "data" / "ALONE") == alone
+    assert sorted(os.listdir(tmp_path / "data")) == listing

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from preprocessing.timezones import check_timezone, wall_to_epoch
+from preprocessing.timezones import check_timezone, same_timezone, wall_to_epoch
 
 EPOCH = datetime.datetime(1970, 1, 1)
 # Zones with a 1 h DST, a 30 min DST, a "negative" DST (Dublin in tzdata), a whole skipped day
@@ -70,3 +70,23 @@ def test_utc_is_the_identity():
 def test_unknown_zone():
     with pytest.raises(ValueError, match="unknown time zone 'Atlantis/Capital'"):
         check_timezone("Atlantis/Capital")
+
+
+@pytest.mark.parametrize("a, b, same", [
+    ("Europe/Berlin", "Europe/Berlin", True),
+    ("UTC", "GMT", True),  # different zone data (the abbreviation), both read as UTC
+    ("US/Eastern", "America/New_York", True),  # a link and its target
+    ("Europe/Berlin", "Europe/Paris", False),  # the same rules today, not in the past
+    ("UTC", "Europe/London", False),
+    ("Atlantis/Capital", "Atlantis/Capital", True),
+    ("Atlantis/Capital", "Atlantis/Other", False),
+    ("../zoneinfo/UTC", "UTC", False),
+])
+def test_same_timezone(a, b, same):
+    if not os.path.exists("/usr/share/zoneinfo/US/Eastern"):
+        pytest.skip("no system time zone data")
+    assert same_timezone(a, b) is same
+    assert same_timezone(b, a) is same
+    if same and a != b:  # what the test claims: they convert wall times alike
+        walls = _wall_times("America/New_York")
+        assert wall_to_epoch(walls, a).tolist() == wall_to_epoch(walls, b).tolist()
