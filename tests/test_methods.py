@@ -169,8 +169,12 @@ def test_first_cycle_is_plain_then_the_methods_objective(name, parts, tmp_path):
         CrossEntropy]
     exemplars = _examples(10, 5)
     ctx = _context(config, model, 2, exemplars, tmp_path=tmp_path, teacher=teacher)
-    objective = method.objective(ctx)
+    asked = []
+    objective = method.objective(
+        dataclasses.replace(ctx, teacher=lambda: asked.append(2) or teacher))
     assert _parts(objective) == parts
+    # The class says whether it needs the teacher (benchmarks report its cost by it).
+    assert bool(asked) == method.uses_teacher
     # The same object in the next cycle: the training step is not retraced.
     assert method.objective(_context(config, model, 3, exemplars, tmp_path=tmp_path,
                                      teacher=teacher)) is objective

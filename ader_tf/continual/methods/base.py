@@ -61,6 +61,8 @@ class Method:
         trains_with_dropout: Train with `--dropout_rate` (False: dropout 0).
         plain_loss: Trains on cross-entropy alone in every cycle (so it also works with
             training loops that have no objective, such as GRU4Rec's session-parallel one).
+        uses_teacher: Trains against the previous cycle's model, a frozen copy of it
+            (``ctx.teacher``); what it costs between cycles is reported by the benchmarks.
         options: The config fields only this method reads (refused with other methods).
     """
 
@@ -70,6 +72,7 @@ class Method:
     retrains_from_scratch: ClassVar[bool] = False
     trains_with_dropout: ClassVar[bool] = True
     plain_loss: ClassVar[bool] = False
+    uses_teacher: ClassVar[bool] = False
     options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any) -> None:

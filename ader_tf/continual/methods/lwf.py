@@ -18,6 +18,7 @@ class LwF(Method):
     """
 
     name = "lwf"
+    uses_teacher = True
     options = ("lwf_temperature",)
 
     def __init__(self, config: Any) -> None:

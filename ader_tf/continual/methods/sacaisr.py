@@ -53,6 +53,7 @@ class SACAISR(Method):
     """
 
     name = "sacaisr"
+    uses_teacher = True
     options = ("sacaisr_alpha", "sacaisr_temperature", "sacaisr_top_k", "sacaisr_max_p",
                "sacaisr_ema_beta", "sacaisr_decay")
 
