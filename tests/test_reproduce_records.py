@@ -6,17 +6,9 @@ import json
 import shutil
 import sys
 
-import pytest
-from absl import flags
-from absl.testing import flagsaver
-
-from benchmarks import reproduce
-
-
-@pytest.fixture(autouse=True)
-def _flags_parsed():
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
+from benchmarks import reproduce_runs as runs
+from benchmarks import reproduce_tables as tables
+from benchmarks.reproduce_options import ReproduceOptions
 
 
 def _finished_run(folder, recall20: list[float]) -> None:
@@ -38,48 +30,49 @@ def _periods(data_dir, count: int) -> None:
         (data_dir / "DIGINETICA" / f"period_{p}.txt").write_text("")
 
 
-def _flags(tmp_path, **overrides):
+def _options(tmp_path, **overrides) -> ReproduceOptions:
     values = {"results_dir": str(tmp_path / "runs"), "records_dir": str(tmp_path / "records"),
               "data_dir": str(tmp_path / "data"), "dataset": "DIGINETICA",
               "methods": ["finetune"], "seeds": ["0"], "cycles": 0}
-    return flagsaver.flagsaver(**{**values, **overrides})
+    return ReproduceOptions(**{**values, **overrides})
 
 
 def test_the_tables_are_rebuilt_from_the_record_once_the_run_folder_is_gone(tmp_path):
-    with _flags(tmp_path):
-        folder = tmp_path / "runs" / "DIGINETICA-finetune-seed0"
-        _finished_run(folder, [0.46, 0.47, 0.48])
-        before = (reproduce.main_table(), reproduce.per_cycle_table())
-        reproduce.keep_record(str(folder), reproduce.record_dir("finetune", "0"))
-        shutil.rmtree(folder)
-        assert reproduce.source_dir("finetune", "0") == reproduce.record_dir("finetune", "0")
-        assert (reproduce.main_table(), reproduce.per_cycle_table()) == before
-        assert "47.00 / 15.67" in before[1]  # the mean of the three cycles, read from the record
-        record = tmp_path / "records" / "DIGINETICA-finetune-seed0"
-        assert sorted(p.name for p in record.iterdir()) == [
-            "config.json", "metrics.csv", "summary.json", "timing.json"]
+    options = _options(tmp_path)
+    folder = tmp_path / "runs" / "DIGINETICA-finetune-seed0"
+    _finished_run(folder, [0.46, 0.47, 0.48])
+    before = (tables.main_table(options), tables.per_cycle_table(options))
+    runs.keep_record(str(folder), runs.record_dir(options, "finetune", "0"))
+    shutil.rmtree(folder)
+    assert runs.source_dir(options, "finetune", "0") == runs.record_dir(
+        options, "finetune", "0")
+    assert (tables.main_table(options), tables.per_cycle_table(options)) == before
+    assert "47.00 / 15.67" in before[1]  # the mean of the three cycles, read from the record
+    record = tmp_path / "records" / "DIGINETICA-finetune-seed0"
+    assert sorted(p.name for p in record.iterdir()) == [
+        "config.json", "metrics.csv", "summary.json", "timing.json"]
 
 
 def test_the_folder_with_more_finished_cycles_is_the_one_read(tmp_path):
-    with _flags(tmp_path):
-        record = tmp_path / "records" / "DIGINETICA-finetune-seed0"
-        _finished_run(record, [0.46, 0.47, 0.48])
-        folder = tmp_path / "runs" / "DIGINETICA-finetune-seed0"
-        _finished_run(folder, [0.40])  # a new attempt, one cycle so far
-        assert reproduce.source_dir("finetune", "0") == str(record)
-        _finished_run(folder, [0.40, 0.41, 0.42, 0.43])  # it went further than the record
-        assert reproduce.source_dir("finetune", "0") == str(folder)
+    options = _options(tmp_path)
+    record = tmp_path / "records" / "DIGINETICA-finetune-seed0"
+    _finished_run(record, [0.46, 0.47, 0.48])
+    folder = tmp_path / "runs" / "DIGINETICA-finetune-seed0"
+    _finished_run(folder, [0.40])  # a new attempt, one cycle so far
+    assert runs.source_dir(options, "finetune", "0") == str(record)
+    _finished_run(folder, [0.40, 0.41, 0.42, 0.43])  # it went further than the record
+    assert runs.source_dir(options, "finetune", "0") == str(folder)
 
 
 def test_a_recorded_run_of_every_cycle_is_finished_by_the_period_files_count(tmp_path):
     _periods(tmp_path / "data", 4)  # period 0 trains only: 3 cycles
-    with _flags(tmp_path):
-        _finished_run(tmp_path / "records" / "DIGINETICA-finetune-seed0", [0.46, 0.47])
-        assert not reproduce.finished("finetune", "0")
-        _finished_run(tmp_path / "records" / "DIGINETICA-finetune-seed0", [0.46, 0.47, 0.48])
-        assert reproduce.finished("finetune", "0")
-    with _flags(tmp_path, data_dir=str(tmp_path / "elsewhere")):
-        assert not reproduce.finished("finetune", "0")  # no period files: cannot tell
+    options = _options(tmp_path)
+    _finished_run(tmp_path / "records" / "DIGINETICA-finetune-seed0", [0.46, 0.47])
+    assert not runs.finished(options, "finetune", "0")
+    _finished_run(tmp_path / "records" / "DIGINETICA-finetune-seed0", [0.46, 0.47, 0.48])
+    assert runs.finished(options, "finetune", "0")
+    options = _options(tmp_path, data_dir=str(tmp_path / "elsewhere"))
+    assert not runs.finished(options, "finetune", "0")  # no period files: cannot tell
 
 
 def test_a_finished_process_leaves_its_record(tmp_path, monkeypatch):
@@ -94,24 +87,24 @@ def test_a_finished_process_leaves_its_record(tmp_path, monkeypatch):
         "(f / 'summary.json').write_text(json.dumps({'cycles_completed': 2}))\n"
         "(f / 'checkpoints').mkdir()\n"
     )
-    monkeypatch.setattr(reproduce, "command",
+    monkeypatch.setattr(runs, "command",
                         lambda *args: [sys.executable, "-c", fake_main, str(folder)])
-    with _flags(tmp_path):
-        reproduce.run_one("finetune", "0")
-        record = tmp_path / "records" / "DIGINETICA-finetune-seed0"
-        assert sorted(p.name for p in record.iterdir()) == [
-            "metrics.csv", "summary.json", "timing.json"]
-        timing = json.loads((record / "timing.json").read_text())
-        assert [(t["cycles_before"], t["cycles_after"]) for t in timing] == [(0, 2)]
-        shutil.rmtree(folder)
-        reproduce.run_one("finetune", "0")  # finished by its record: not run again
-        assert not folder.exists()
+    options = _options(tmp_path)
+    runs.run_one(options, "finetune", "0")
+    record = tmp_path / "records" / "DIGINETICA-finetune-seed0"
+    assert sorted(p.name for p in record.iterdir()) == [
+        "metrics.csv", "summary.json", "timing.json"]
+    timing = json.loads((record / "timing.json").read_text())
+    assert [(t["cycles_before"], t["cycles_after"]) for t in timing] == [(0, 2)]
+    shutil.rmtree(folder)
+    runs.run_one(options, "finetune", "0")  # finished by its record: not run again
+    assert not folder.exists()
 
 
 def test_the_published_command_leaves_out_where_this_machine_kept_the_files():
     args = ["--dataset=YOOCHOOSE", "--methods=finetune,ewc", "--results_dir=/scratch/runs",
             "--results_md=/tmp/R.md", "--records_dir", "/tmp/records", "--norun",
             "--cycles", "4", "--section=y4"]
-    assert reproduce.published_command(args) == (
+    assert tables.published_command(args) == (
         "python benchmarks/reproduce.py --dataset=YOOCHOOSE --methods=finetune,ewc --cycles 4 "
         "--section=y4")

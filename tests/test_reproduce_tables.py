@@ -6,19 +6,19 @@ import json
 
 import numpy as np
 import pytest
-from absl import flags
-from absl.testing import flagsaver
 
-from benchmarks import reproduce
+from benchmarks import reproduce_costs as costs
+from benchmarks import reproduce_runs as runs
+from benchmarks import reproduce_tables as tables
+from benchmarks.paper_results import load_paper_results
+from benchmarks.reproduce_options import ReproduceOptions
 
 
-@pytest.fixture(autouse=True)
-def _flags_parsed(tmp_path):
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
+def _options(results_dir, **values) -> ReproduceOptions:
+    """The options of a table over the runs in ``results_dir``."""
     # The repository's committed records must not stand in for the runs these tests make.
-    with flagsaver.flagsaver(records_dir=str(tmp_path / "no-records")):
-        yield
+    return ReproduceOptions(results_dir=str(results_dir),
+                            records_dir=str(results_dir / "no-records"), **values)
 
 
 def _run(results_dir, seed: str, recall20: list[float]) -> None:
@@ -34,7 +34,7 @@ def _run(results_dir, seed: str, recall20: list[float]) -> None:
 
 
 def _paper(cycles: list[int]) -> str:
-    recall, mrr = reproduce.PAPER_PER_CYCLE["DIGINETICA"]["ader"]
+    recall, mrr = load_paper_results().per_cycle["DIGINETICA"]["ader"]
     return (f"{np.mean([recall[c - 1] for c in cycles]):.2f} / "
             f"{np.mean([mrr[c - 1] for c in cycles]):.2f}")
 
@@ -47,36 +47,34 @@ def _cells(table: str, first: str) -> list[str]:
 def test_two_seeds_get_a_column_each_and_their_mean_over_shared_cycles(tmp_path):
     _run(tmp_path, "0", [0.50, 0.52, 0.54])
     _run(tmp_path, "1", [0.40, 0.44])  # unfinished: two cycles so far
-    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
-                             seeds=["0", "1"], cycles=0):
-        table = reproduce.per_cycle_table()
-        header = table.splitlines()[0]
-        assert header == ("| cycle | ader seed 0 R@20 / MRR@20 | ader seed 1 R@20 / MRR@20 "
-                          "| ader mean of seeds 0,1 | paper ader |")
-        assert _cells(table, "2") == ["52.00 / 17.33", "44.00 / 14.67", "48.00 / 16.00",
-                                      _paper([2])]
-        assert _cells(table, "3") == ["54.00 / 18.00", "-", "-", "-"]
-        # The row is over cycles 1-3; the columns that stop at cycle 2 say so.
-        assert _cells(table, "mean of cycles 1-3") == [
-            "52.00 / 17.33", "42.00 / 14.00 (cycles 1-2)", "46.50 / 15.50 (cycles 1-2)",
-            _paper([1, 2]) + " (cycles 1-2)"]
+    options = _options(tmp_path, dataset="DIGINETICA", methods=["ader"], seeds=["0", "1"], cycles=0)
+    table = tables.per_cycle_table(options)
+    header = table.splitlines()[0]
+    assert header == ("| cycle | ader seed 0 R@20 / MRR@20 | ader seed 1 R@20 / MRR@20 "
+                      "| ader mean of seeds 0,1 | paper ader |")
+    assert _cells(table, "2") == ["52.00 / 17.33", "44.00 / 14.67", "48.00 / 16.00",
+                                  _paper([2])]
+    assert _cells(table, "3") == ["54.00 / 18.00", "-", "-", "-"]
+    # The row is over cycles 1-3; the columns that stop at cycle 2 say so.
+    assert _cells(table, "mean of cycles 1-3") == [
+        "52.00 / 17.33", "42.00 / 14.00 (cycles 1-2)", "46.50 / 15.50 (cycles 1-2)",
+        _paper([1, 2]) + " (cycles 1-2)"]
 
-        rows = reproduce.main_table()
-        assert _cells(rows, "ader seed 0")[:2] == ["1-3", "52.00"]
-        assert _cells(rows, "ader seed 1")[:2] == ["1-2", "42.00"]
-        assert _cells(rows, "ader mean of seeds 0,1")[:3] == ["1-2", "46.50", "15.50"]
+    rows = tables.main_table(options)
+    assert _cells(rows, "ader seed 0")[:2] == ["1-3", "52.00"]
+    assert _cells(rows, "ader seed 1")[:2] == ["1-2", "42.00"]
+    assert _cells(rows, "ader mean of seeds 0,1")[:3] == ["1-2", "46.50", "15.50"]
 
 
 def test_one_seed_keeps_the_plain_method_names(tmp_path):
     _run(tmp_path, "0", [0.50, 0.52])
-    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
-                             seeds=["0"], cycles=0):
-        table = reproduce.per_cycle_table()
-        assert table.splitlines()[0] == "| cycle | ader R@20 / MRR@20 | paper ader |"
-        assert _cells(table, "mean of cycles 1-2") == ["51.00 / 17.00", _paper([1, 2])]
-        rows = reproduce.main_table()
-        assert _cells(rows, "ader")[:2] == ["1-2", "51.00"]
-        assert "mean of seeds" not in rows
+    options = _options(tmp_path, dataset="DIGINETICA", methods=["ader"], seeds=["0"], cycles=0)
+    table = tables.per_cycle_table(options)
+    assert table.splitlines()[0] == "| cycle | ader R@20 / MRR@20 | paper ader |"
+    assert _cells(table, "mean of cycles 1-2") == ["51.00 / 17.00", _paper([1, 2])]
+    rows = tables.main_table(options)
+    assert _cells(rows, "ader")[:2] == ["1-2", "51.00"]
+    assert "mean of seeds" not in rows
 
 
 def test_a_cut_short_original_log_is_compared_over_the_cycles_it_has(tmp_path):
@@ -87,10 +85,10 @@ def test_a_cut_short_original_log_is_compared_over_the_cycles_it_has(tmp_path):
     log.write_text("".join(  # the original's format; stopped during cycle 3
         f"Period {c}:\nepoch:4, test (MRR@20: {r / 3:.4f}, RECALL@20: {r:.4f}, MRR@10: 0.1, "
         f"RECALL@10: 0.2)\n" for c, r in ((1, 0.48), (2, 0.51))) + "Period 3:\n")
-    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
-                             seeds=["0", "1"], cycles=0, reference_log=[str(log)]):
-        table = reproduce.side_by_side_table()
-    recall, mrr = reproduce.PAPER_PER_CYCLE["DIGINETICA"]["ader"]
+    options = _options(tmp_path, dataset="DIGINETICA", methods=["ader"], seeds=["0", "1"],
+                       cycles=0, reference_log=[str(log)])
+    table = tables.side_by_side_table(options)
+    recall, mrr = load_paper_results().per_cycle["DIGINETICA"]["ader"]
     assert table.splitlines()[0] == (
         "| cycle | metric | original DIGINETICA-ader-seed0 | ours mean over 2 seeds "
         "| ours min-max | ours std | paper ader |")
@@ -113,10 +111,10 @@ def test_no_paper_column_beside_shorter_runs_than_the_papers(tmp_path):
     log.parent.mkdir(parents=True)
     log.write_text("Period 1:\nepoch:3, test (MRR@20: 0.1, RECALL@20: 0.3, MRR@10: 0.1, "
                    "RECALL@10: 0.2)\n")
-    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
-                             seeds=["0"], cycles=0, num_epochs=3, reference_log=[str(log)]):
-        (tmp_path / "DIGINETICA-ader-seed0").rename(reproduce.run_dir("ader", "0"))  # -e3
-        table = reproduce.side_by_side_table()
+    options = _options(tmp_path, dataset="DIGINETICA", methods=["ader"], seeds=["0"], cycles=0,
+                       num_epochs=3, reference_log=[str(log)])
+    (tmp_path / "DIGINETICA-ader-seed0").rename(runs.run_dir(options, "ader", "0"))  # -e3
+    table = tables.side_by_side_table(options)
     assert "paper" not in table
     assert _cells(table, "mean") == ["Recall@20", "30.00", "50.00", "50.00-50.00", "0.00"]
 
@@ -138,11 +136,10 @@ def test_the_cost_table_reads_ndcg_cpu_time_and_what_the_last_cycle_kept(tmp_pat
     best = folder / "checkpoints" / "cycle_2" / "epoch_3"
     best.mkdir(parents=True)
     (best / "ckpt.data-00000-of-00001").write_bytes(b"x" * 3 * 2**20)  # weights + 2 moments
-    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
-                             seeds=["0"], cycles=0):
-        assert _cells(reproduce.cost_table(), "ader") == [
-            "1-2", "25.00", "15.0 min", "10.0 min", "2.00 GB",
-            "3.0 MB of files + teacher 1.0 MB"]
+    options = _options(tmp_path, dataset="DIGINETICA", methods=["ader"], seeds=["0"], cycles=0)
+    assert _cells(tables.cost_table(options), "ader") == [
+        "1-2", "25.00", "15.0 min", "10.0 min", "2.00 GB",
+        "3.0 MB of files + teacher 1.0 MB"]
 
 
 def _add_phase_columns(folder, costs: list[tuple], epochs: int = 4, selection: float = 2,
@@ -168,20 +165,17 @@ def test_a_run_split_over_processes_adds_up_its_cycles_cpu_times_and_peaks(tmp_p
     (folder / "timing.json").write_text(json.dumps(
         [{"wall_seconds": 70, "peak_rss_gb": 1.9, "cpu_seconds": 100, "cycles_before": 0,
           "cycles_after": 1}]))
-    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
-                             seeds=["0"], cycles=0):
-        cells = _cells(reproduce.cost_table(), "ader")
+    options = _options(tmp_path, dataset="DIGINETICA", methods=["ader"], seeds=["0"], cycles=0)
+    cells = _cells(tables.cost_table(options), "ader")
     assert cells[2:5] == ["sum of cycles 5.8 min", "sum of phases 3.0 min", "2.25 GB"]
     # A table of the first two cycles reads only theirs.
-    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
-                             seeds=["0"], cycles=2):
-        assert _cells(reproduce.cost_table(), "ader")[2] == "sum of cycles 5.0 min"
+    options = _options(tmp_path, dataset="DIGINETICA", methods=["ader"], seeds=["0"], cycles=2)
+    assert _cells(tables.cost_table(options), "ader")[2] == "sum of cycles 5.0 min"
     # A cycle from before the columns existed: the sums would be short, so none is given.
     lines[1] = lines[1].rsplit(",", 2)[0] + ",,"
     (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
-    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
-                             seeds=["0"], cycles=0):
-        assert _cells(reproduce.cost_table(), "ader")[2] == "-"
+    options = _options(tmp_path, dataset="DIGINETICA", methods=["ader"], seeds=["0"], cycles=0)
+    assert _cells(tables.cost_table(options), "ader")[2] == "-"
 
 
 def test_the_cycle_timing_table_gives_each_cycles_cpu_time_and_peak(tmp_path):
@@ -190,26 +184,24 @@ def test_the_cycle_timing_table_gives_each_cycles_cpu_time_and_peak(tmp_path):
     folder = tmp_path / "DIGINETICA-ader-seed0"
     _add_phase_columns(folder, [(400, 600, 1.5), (9000, 720, 2.25)])  # cycle 2 paused
     (folder / "timing.json").unlink()  # resumed over processes: no one wall clock
-    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
-                             seeds=["0"], cycles=0):
-        table = reproduce.cycle_timing_table()
-        assert _cells(table, "1") == ["4", "400", "100.0", "2.0", "3.0", "600", "1.50"]
-        assert _cells(table, "2") == ["4", "9000", "2250.0", "2.0", "3.0", "720", "2.25"]
-        assert table.splitlines()[-1] == (
-            "CPU time of these cycles: 22.0 min; the largest peak RSS: 2.25 GB.")
-        # The wall-clock sum counts the phases only, not the CPU or memory columns.
-        minutes, how, rss = reproduce.run_time("ader", "0")
-        assert (minutes, how, rss) == (pytest.approx((400 + 9000 + 2 * 5) / 60),
-                                       "sum of phases", "2.25 GB")
+    options = _options(tmp_path, dataset="DIGINETICA", methods=["ader"], seeds=["0"], cycles=0)
+    table = tables.cycle_timing_table(options)
+    assert _cells(table, "1") == ["4", "400", "100.0", "2.0", "3.0", "600", "1.50"]
+    assert _cells(table, "2") == ["4", "9000", "2250.0", "2.0", "3.0", "720", "2.25"]
+    assert table.splitlines()[-1] == (
+        "CPU time of these cycles: 22.0 min; the largest peak RSS: 2.25 GB.")
+    # The wall-clock sum counts the phases only, not the CPU or memory columns.
+    minutes, how, rss = costs.run_time(options, "ader", "0")
+    assert (minutes, how, rss) == (pytest.approx((400 + 9000 + 2 * 5) / 60),
+                                   "sum of phases", "2.25 GB")
 
 
 def test_the_cycle_timing_table_gives_no_cpu_sum_when_a_cycle_did_not_record_it(tmp_path):
     _run(tmp_path, "0", [0.50, 0.52])
     folder = tmp_path / "DIGINETICA-ader-seed0"
     _add_phase_columns(folder, [(400, "", ""), (500, 720, 2.25)])
-    with flagsaver.flagsaver(results_dir=str(tmp_path), dataset="DIGINETICA", methods=["ader"],
-                             seeds=["0"], cycles=0):
-        table = reproduce.cycle_timing_table()
-        assert _cells(table, "1")[-2:] == ["-", "-"]
-        assert _cells(table, "2")[-2:] == ["720", "2.25"]
-        assert "CPU time of these cycles" not in table
+    options = _options(tmp_path, dataset="DIGINETICA", methods=["ader"], seeds=["0"], cycles=0)
+    table = tables.cycle_timing_table(options)
+    assert _cells(table, "1")[-2:] == ["-", "-"]
+    assert _cells(table, "2")[-2:] == ["720", "2.25"]
+    assert "CPU time of these cycles" not in table

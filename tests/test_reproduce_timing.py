@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.reproduce import cycles_done, process_spans, whole_run_timing
+from benchmarks.reproduce_runs import cycles_done, process_spans, whole_run_timing
 
 HEADER = "cycle,mrr20,recall20,mrr10,recall10\n"
 
