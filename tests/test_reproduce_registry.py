@@ -11,8 +11,8 @@ import shlex
 import pytest
 
 from ader_tf.config import DATASETS, PAPER_METHODS, Config
-from ader_tf.plugins import make_config
 from ader_tf.continual.methods import METHODS
+from ader_tf.plugins import make_config
 from benchmarks import registry
 from benchmarks.paper_results import PAPER_RESULTS, load_paper_results
 from benchmarks.reproduce_options import ReproduceOptions
