@@ -18,7 +18,8 @@ from ader_tf.quiet import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 
 from ader_tf.config import FIELD_GROUPS, Config, field_choices  # noqa: E402
-from ader_tf.plugins import option_groups  # noqa: E402
+from ader_tf.continual.methods import METHODS  # noqa: E402
+from ader_tf.plugins import MODELS, option_groups  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -45,9 +46,10 @@ def _flag_fields() -> list[dataclasses.Field]:
 def define_flags() -> list[str]:
     """One flag per Config field and per plug-in option; returns the groups in order."""
     group_of = {name: group for group, names in FIELD_GROUPS.items() for name in names}
+    registered = {"method": tuple(METHODS), "model": MODELS}  # the choices are plug-ins
     for field in _flag_fields():
         _define(field.name, field.default, field.metadata["help"], field.metadata["kind"],
-                field_choices(field), group_of[field.name])
+                registered.get(field.name, field_choices(field)), group_of[field.name])
     plugin_groups = option_groups()
     for group, options in plugin_groups.items():
         for option in options:

@@ -96,16 +96,16 @@ class Config:
                            "--data_dir holding period files (e.g. made by python -m "
                            "preprocessing from your own click log).")
     save_dir: str = _option("ADER", "Run name: results go to <results_dir>/<dataset>-<save_dir>.")
-    method: str = _option("ader", "Continual method (see ader_tf/continual/methods/): ader (the "
-                          "paper's), er, finetune, dropout, ewc, joint, lwf, agem, mas, derpp, "
-                          "sacaisr. "
-                          "--finetune, --dropout, --ewc, --joint and --disable_distillation are "
-                          "aliases of the paper's.")
+    method: str = _option("ader", "Continual method, one file each in "
+                          "ader_tf/continual/methods/ (ader is the paper's). --finetune, "
+                          "--dropout, --ewc, --joint and --disable_distillation are aliases of "
+                          "the paper's.")
     # Exemplars
     exemplar_size: int = _option(30000, "Number of exemplars kept per cycle.")
-    lambda_: float = _option(None, "Base weight of the continual term (ADER's distillation, ER's "
-                             "replay, EWC's and MAS's penalty, LwF's distillation). Default: the "
-                             "paper's, 1.0 for YOOCHOOSE, 0.8 otherwise.", kind=float)
+    lambda_: float = _option(None, "Base weight of the method's continual term (ADER's "
+                             "distillation, ER's replay, the penalty of EWC, MAS and SI, LwF's "
+                             "distillation). Default: the paper's, 1.0 for YOOCHOOSE, 0.8 "
+                             "otherwise.", kind=float)
     # Baselines
     finetune: bool = _option(False, "Baseline: fine-tune, no exemplars, dropout 0 "
                              "(= --method=finetune).")
