@@ -20,10 +20,11 @@ from ader_tf.continual.methods.joint import Joint
 from ader_tf.continual.methods.lwf import LwF
 from ader_tf.continual.methods.mas import MAS
 from ader_tf.continual.methods.sacaisr import SACAISR
+from ader_tf.continual.methods.si import SI
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
-    for cls in (ADER, ER, Finetune, Dropout, EWC, Joint, LwF, AGEM, MAS, DERPP, SACAISR)
+    for cls in (ADER, ER, Finetune, Dropout, EWC, Joint, LwF, AGEM, MAS, DERPP, SACAISR, SI)
 }
 
 
