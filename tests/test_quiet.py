@@ -158,8 +158,9 @@ def test_recommend_with_real_tensorflow(tmp_path):
                              stderr=subprocess.PIPE, text=True) for extra in ([], ["-v", "1"])]
     (_, quiet_err), (_, verbose_err) = (run.communicate(timeout=300) for run in runs)
     assert [run.returncode for run in runs] == [2, 2]
-    assert quiet_err == (f"error: SavedModel file does not exist at: {tmp_path / 'none'}/"
-                         "{saved_model.pbtxt|saved_model.pb}\n")
+    missing = tmp_path / "none"
+    assert quiet_err == (f"error: {missing}: not a SavedModel (SavedModel file does not exist "
+                         f"at: {missing}/{{saved_model.pbtxt|saved_model.pb}})\n")
     # What this TensorFlow build prints at start-up; every build with absl logging prints the
     # first line.
     assert STARTUP[0] in verbose_err
