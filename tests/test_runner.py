@@ -353,9 +353,9 @@ def test_session_knn_memories(data_dir, tmp_path, flags, memory_periods, with_ex
     assert all(int(r["epochs_run"]) == 0 for r in rows)
     expected = sum(len(runner.data.sessions(p)) for p in memory_periods)
     if with_exemplars:  # cycle 2 remembers the exemplars kept after cycle 1, then period 1
-        runner.exemplars = runner._load_exemplars(1, int(runner.state.cycles[0]["max_item"]))
+        runner.memory.load(1, int(runner.state.cycles[0]["max_item"]))
         expected += len(runner.exemplars)
-    assert len(runner._knn_memory(2)) == expected
+    assert len(runner.learner.memory(2)) == expected
     assert os.path.isfile(os.path.join(runner.paths.root, "exemplars", "cycle_1.npz")) == (
         with_exemplars)
 

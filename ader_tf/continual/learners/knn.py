@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class KNNLearner(Learner):
-    """SKNN / V-SKNN: no model to train; the method decides which past sessions they keep."""
+    """SKNN / V-SKNN: no model to train; the method decides which past sessions they keep.
+
+    ``model`` stays None (there is no `SessionRecommender`); the fitted index is ``knn``.
+    """
 
     name: ClassVar[str] = "knn"
     trains: ClassVar[bool] = False
@@ -75,13 +78,13 @@ class KNNLearner(Learner):
         cfg = self.config
         t0 = time.time()
         memory = self.memory(cycle)
-        self.model = SessionKNN(k=cfg.knn_k, sample_size=cfg.knn_sample_size,
+        self.knn = SessionKNN(k=cfg.knn_k, sample_size=cfg.knn_sample_size,
                                 sequential=cfg.model == "vsknn").fit(memory)
         log.info("cycle %d: %s remembers %d sessions", cycle, cfg.model, len(memory))
         return Training(0, 0, time.time() - t0)
 
     def test(self, cycle: int, data: CycleData) -> Metrics:
-        ranks = self.model.target_ranks(data.test, data.max_item,
+        ranks = self.knn.target_ranks(data.test, data.max_item,
                                         batch_size=max(self.config.test_batch, 512),
                                         seed=self.run.seed(cycle, 8))  # ties broken at random
         return metrics_from_ranks(ranks)
