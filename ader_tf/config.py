@@ -364,9 +364,3 @@ def validate(config: Config) -> None:
             f"got {config.save_dir!r}"
         )
 
-
-def changed_fields(config: Config, names: tuple[str, ...]) -> list[str]:
-    """The names among ``names`` (fields or plug-in options) that differ from their default."""
-    fields = {f.name: f for f in dataclasses.fields(Config)}
-    return [n for n in names
-            if (n in config.options) or (n in fields and getattr(config, n) != fields[n].default)]

@@ -76,17 +76,22 @@ def plugin_options() -> dict[str, Option]:
     return options
 
 
-def option_groups() -> dict[str, list[Option]]:
-    """The plug-ins' options under their heading in ``--help`` ("method lwf"), in registry
-    order; an option that several plug-ins of one kind share is listed once, under all of
-    their names ("model stamp/stmp")."""
+def option_owners() -> dict[str, list[Plugin]]:
+    """The plug-ins that declare each option, options in registry order."""
     owners: dict[str, list[Plugin]] = {}
     for plugin in plugins():
         for option in plugin.options:
             owners.setdefault(option.name, []).append(plugin)
+    return owners
+
+
+def option_groups() -> dict[str, list[Option]]:
+    """The plug-ins' options under their heading in ``--help`` ("method lwf"), in registry
+    order; an option that several plug-ins of one kind share is listed once, under all of
+    their names ("model stamp/stmp")."""
     groups: dict[str, list[Option]] = {}
     options = plugin_options()
-    for name, owned_by in owners.items():
+    for name, owned_by in option_owners().items():
         heading = f"{owned_by[0].kind} {'/'.join(p.name for p in owned_by)}"
         groups.setdefault(heading, []).append(options[name])
     return groups
@@ -129,8 +134,9 @@ def validate_plugins(config: Config) -> None:
     method = METHODS[config.method]
     method.check_config(config)
     LEARNERS[learner_name(config)].check_config(config, method)
+    owners_of = option_owners()
     for name in config.options:
-        owners = [p for p in plugins() if any(o.name == name for o in p.options)]
+        owners = owners_of[name]
         if not any(p.chosen(config) for p in owners):
             wanted = " or ".join(p.choice for p in owners)
             current = ", ".join(sorted({f"--{p.kind}={getattr(config, p.kind)}" for p in owners

@@ -172,6 +172,17 @@ def refuse_flags(config: Any, names: tuple[str, ...], why: str) -> None:
             raise ValueError(f"--method={config.method} {why}, so --{name} has no effect")
 
 
+def refuse_distribution(config: Any, why: str) -> None:
+    """Raises ValueError unless the run is on one device: ``why`` completes "--method=NAME
+    ..., but under --distribution_strategy=X a replica sees only its share of it"."""
+    if config.distribution_strategy != "none":
+        raise ValueError(
+            f"--method={config.method} {why}, but under "
+            f"--distribution_strategy={config.distribution_strategy} a replica sees only its "
+            "share of it; use --distribution_strategy=none"
+        )
+
+
 def exemplar_flags_set(config: Any) -> list[str]:
     """The exemplar flags that differ from their default (meaningless without exemplars)."""
     return [

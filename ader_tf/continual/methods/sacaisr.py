@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ader_tf.continual.methods.base import CycleContext, Method
+from ader_tf.continual.methods.base import CycleContext, Method, refuse_distribution
 from ader_tf.data.pipeline import batch_count
 from ader_tf.objectives import Consistency, FisherScreening, Objective, combine
 from ader_tf.options import Option, in_range, non_negative
@@ -74,13 +74,8 @@ class SACAISR(Method):
     @classmethod
     def check_config(cls, config: Any) -> None:
         super().check_config(config)
-        if config.distribution_strategy != "none":
-            raise ValueError(
-                "--method=sacaisr estimates the Fisher information on each whole batch and "
-                "takes a row's negatives from the rest of the batch, but under "
-                f"--distribution_strategy={config.distribution_strategy} a replica sees only "
-                "its share of it; use --distribution_strategy=none"
-            )
+        refuse_distribution(config, "estimates the Fisher information on each whole batch "
+                            "and takes a row's negatives from the rest of the batch")
 
     def weight(self, ctx: CycleContext) -> float:
         return 0.0 if ctx.previous is None else self.config.sacaisr_alpha

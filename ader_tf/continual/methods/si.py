@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from ader_tf.continual.importance import ImportanceState
-from ader_tf.continual.methods.base import CycleContext, Method
+from ader_tf.continual.methods.base import CycleContext, Method, refuse_distribution
 from ader_tf.objectives import ImportancePenalty, Objective, StepInputs, Term, combine
 from ader_tf.options import positive
 
@@ -150,12 +150,7 @@ class SI(Method):
     @classmethod
     def check_config(cls, config: Any) -> None:
         super().check_config(config)
-        if config.distribution_strategy != "none":
-            raise ValueError(
-                "--method=si integrates each weight's gradient along the training path, but "
-                f"under --distribution_strategy={config.distribution_strategy} a replica sees "
-                "only its share of it; use --distribution_strategy=none"
-            )
+        refuse_distribution(config, "integrates each weight's gradient along the training path")
 
     def weight(self, ctx: CycleContext) -> float:
         return 0.0 if ctx.previous is None else self.config.lambda_
