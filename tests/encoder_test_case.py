@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -20,6 +21,7 @@ from ader_tf.data.examples import examples_from_sessions
 from ader_tf.export import export_saved_model
 from ader_tf.models.encoder import SessionEncoder
 from ader_tf.models.recommender import SessionRecommender, make_optimizer
+from ader_tf.random_streams import RandomStreams
 from tests.helpers import left_padded, patterned_sessions, randomize
 
 # Keys that `keras.layers.Layer.get_config` adds to every layer's config.
@@ -149,12 +151,15 @@ def check_seeded_dropout(cls: type[SessionEncoder], init_kwargs: dict[str, Any])
     randomize(model)  # away from tiny initial values, where any two outputs are close
     ids = sample_ids(encoder, seed=3)
     inference = model.represent(ids).numpy()
-    model.reseed_dropout(11)
+    def states(seed: int) -> Callable[[int], tuple[int, int]]:
+        return lambda layer: RandomStreams(seed).tf_seed_pair("dropout", 1, layer)
+
+    model.reseed_dropout(states(11))
     first = model.represent(ids, training=True).numpy()
     model.represent(ids, training=True)  # advances the generators
-    model.reseed_dropout(11)
+    model.reseed_dropout(states(11))
     np.testing.assert_array_equal(model.represent(ids, training=True).numpy(), first)
-    model.reseed_dropout(12)
+    model.reseed_dropout(states(12))
     assert not np.allclose(model.represent(ids, training=True).numpy(), first)
     assert not np.allclose(first, inference)
     # Inference draws no noise: the generators' state does not reach it.

@@ -156,7 +156,7 @@ def _context(config, model, cycle=2, exemplars=None, origin=None, tmp_path=None,
         cycle=cycle, config=config, model=model, data=_Data(_examples(40, cycle), NUM_ITEMS),
         previous=previous, exemplars=exemplars, exemplar_origin=origin, teacher=teacher,
         weight=tf.Variable(0.5), state_path=lambda c, name: str(tmp_path / f"{name}_{c}.npz"),
-        seed=lambda salt: 0, kept=kept,
+        kept=kept,
     )
 
 

@@ -38,6 +38,7 @@ from ader_tf.io_utils import (
     write_json_atomic,
     write_text_atomic,
 )
+from ader_tf.random_streams import STREAMS_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,11 @@ class CheckpointKeeper:
 
 @dataclasses.dataclass
 class RunState:
-    """What a run has finished: one record per completed cycle."""
+    """What a run has finished: one record per completed cycle.
+
+    Saved with the version of the random streams the cycles drew from: a folder from before
+    named random streams is refused rather than continued with other draws.
+    """
 
     fingerprint: str
     cycles: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -222,10 +227,18 @@ class RunState:
                 f"(fingerprint {data.get('fingerprint')}, this run {fingerprint}); use another "
                 "--save_dir or --results_dir, or delete the folder"
             )
-        return RunState(fingerprint, list(data.get("cycles", [])))
+        if data["cycles"] and data.get("random_streams") != STREAMS_VERSION:
+            raise RunStateError(
+                f"{path}: its {len(data['cycles'])} finished cycle(s) drew their random numbers "
+                "from integer-salted seeds (ader_tf before named random streams), which this "
+                "version cannot continue; start the run again with another --save_dir or "
+                "--results_dir, or delete the folder (its results stay as they are)"
+            )
+        return RunState(fingerprint, list(data["cycles"]))
 
     def save(self, path: str) -> None:
-        write_json_atomic(path, {"fingerprint": self.fingerprint, "cycles": self.cycles})
+        write_json_atomic(path, {"fingerprint": self.fingerprint,
+                                 "random_streams": STREAMS_VERSION, "cycles": self.cycles})
 
     @property
     def last(self) -> dict[str, Any] | None:

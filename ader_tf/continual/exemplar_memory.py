@@ -10,6 +10,7 @@ from ader_tf.continual import exemplar_selection, exemplar_store
 from ader_tf.data.cycles import CycleData
 from ader_tf.data.examples import Examples
 from ader_tf.evaluation import apply_in_order, require_finite
+from ader_tf.random_streams import RandomStreams
 
 
 class ExemplarMemory:
@@ -58,7 +59,7 @@ class ExemplarMemory:
             For each new exemplar, its row in the previous exemplar set (-1: a new row).
         """
         new = Examples.concatenate([data.train, data.valid])
-        rng = np.random.default_rng([self.config.random_seed, cycle, 3])
+        rng = RandomStreams(self.config.random_seed).generator("exemplar_selection", cycle)
         metadata = self._metadata(cycle, data.max_item)
         if self.config.selection == "reservoir":
             old = self.exemplars if self.exemplars is not None else new.subset(np.arange(0))

@@ -116,7 +116,7 @@ class ContinualRunner:
             cycle=cycle, config=self.config, model=self.learner.model, data=data,
             previous=previous, exemplars=self.memory.exemplars, exemplar_origin=origin,
             teacher=teacher, weight=self._weight, state_path=self.paths.method_state,
-            seed=lambda salt: self.run_context.seed(cycle, salt), kept=self.kept,
+            kept=self.kept,
         )
 
     def _set_objective(self, cycle: int, data: CycleData, prev: dict | None) -> float:

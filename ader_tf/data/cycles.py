@@ -19,6 +19,7 @@ from ader_tf.data.periods import (
     list_period_files,
     read_period_sessions,
 )
+from ader_tf.random_streams import RandomStreams
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class ContinualData:
         period_dir: folder with ``period_0.txt .. period_K.txt``.
         maxlen: input window length.
         valid_portion: share of the training prefixes held out for validation.
-        seed: seeds the train/validation split (mixed with the cycle number).
+        seed: the run's seed; the split draws from its ``validation_split`` stream (or
+            ``validation_sessions`` for `session_split`) of each cycle.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class ContinualData:
         self.maxlen = maxlen
         self.valid_portion = valid_portion
         self.seed = seed
+        self.streams = RandomStreams(seed)
         self.period_files = list_period_files(period_dir)
         if len(self.period_files) < 2:
             raise PeriodFileError(f"{period_dir}: a run needs at least 2 period files "
@@ -134,14 +137,14 @@ class ContinualData:
             raise ValueError(f"cycle must be in 1..{self.num_cycles}, got {cycle}")
         periods = list(range(cycle)) if joint else [cycle - 1]
         sessions = Sessions.concatenate([self.sessions(p) for p in periods])
-        rng = np.random.default_rng([self.seed, cycle, 7])
+        rng = self.streams.generator("validation_sessions", cycle)
         held_out = rng.random(len(sessions)) < self.valid_portion
         valid = examples_from_sessions(sessions.select(held_out), self.maxlen)
         return sessions.select(~held_out), valid
 
     def _split(self, examples: Examples, cycle: int) -> tuple[Examples, Examples]:
         """Seeded random split at example level (not session level), as the original."""
-        rng = np.random.default_rng([self.seed, cycle])
+        rng = self.streams.generator("validation_split", cycle)
         order = rng.permutation(len(examples))
         n_train = int(np.round(len(examples) * (1.0 - self.valid_portion)))
         return examples.subset(order[:n_train]), examples.subset(order[n_train:])

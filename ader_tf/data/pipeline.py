@@ -151,7 +151,7 @@ def untuned_options() -> tf.data.Options:
 def training_dataset(
     train: Examples,
     batch_size: int,
-    seed: int | list[int],
+    seed: int | list[int] | np.random.SeedSequence,
     exemplars: Examples | None = None,
 ) -> tf.data.Dataset:
     """One epoch of training batches as a prefetching ``tf.data.Dataset``.
@@ -159,8 +159,8 @@ def training_dataset(
     Args:
         train: the current period's training examples.
         batch_size: current-period rows per batch.
-        seed: seeds this epoch's shuffling (e.g. ``[run_seed, cycle, epoch]``), so that a
-            resumed run draws the same batches.
+        seed: seeds this epoch's shuffling (a run passes its ``shuffle`` stream of the cycle
+            and epoch), so that a resumed run draws the same batches.
         exemplars: exemplar rows to mix in (ADER and ER), or None.
     """
     return _to_dataset(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -218,20 +219,30 @@ class SessionRecommender(keras.Model):
         self.train_function = None
         self.test_function = None
 
-    def reseed_dropout(self, seed: int) -> None:
-        """Sets the state of every dropout seed generator from ``seed``.
+    def reseed_dropout(self, state_of: Callable[[int], tuple[int, int]]) -> None:
+        """Sets the state of every dropout seed generator: generator ``k`` (in the model's
+        fixed layer order) starts at ``state_of(k)``.
 
-        Dropout masks then depend only on ``seed`` and the steps taken since, not on what ran
-        before: a run resumed at a cycle boundary draws the same masks as one never stopped.
+        Dropout masks then depend only on those states and the steps taken since, not on what
+        ran before: a run resumed at a cycle boundary draws the same masks as one never
+        stopped. A generator advances the second word of its state by one per draw, so the
+        first words must differ between generators, or one layer's masks would repeat
+        another's a few draws later.
+
+        Raises:
+            ValueError: if two generators would start with the same first word.
         """
         generators = [
             layer.seed_generator
             for layer in self._flatten_layers(include_self=False, recursive=True)
             if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)
         ]
-        for offset, generator in enumerate(generators):
+        states = [tuple(int(word) for word in state_of(k)) for k in range(len(generators))]
+        if len({first for first, _ in states}) < len(states):
+            raise ValueError(f"dropout generators must start in distinct streams: {states}")
+        for generator, words in zip(generators, states):
             state = generator.state
-            state.assign(tf.constant([seed % 2**31, offset], dtype=state.dtype))
+            state.assign(tf.constant(words, dtype=state.dtype))
 
     # === Forward ===
 

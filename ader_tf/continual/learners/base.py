@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-import numpy as np
 import tensorflow as tf
 
 from ader_tf.continual.artifacts import RunPaths, RunState
@@ -27,6 +26,7 @@ from ader_tf.data.examples import Examples
 from ader_tf.errors import AderError
 from ader_tf.evaluation import Metrics, NonFiniteError
 from ader_tf.options import Option
+from ader_tf.random_streams import RandomStreams
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,14 @@ class RunContext:
     on_phase: Callable[[int, str], None]
     exemplars: Callable[[], Examples | None]
 
-    def seed(self, cycle: int, salt: int = 0) -> int:
-        """The seed of one random choice of ``cycle``."""
-        return int(np.random.default_rng([self.config.random_seed, cycle, salt]).integers(2**31))
+    @property
+    def streams(self) -> RandomStreams:
+        """The run's named random streams (see `ader_tf.random_streams`)."""
+        return RandomStreams(self.config.random_seed)
+
+    def seed(self, cycle: int, purpose: str, *index: int) -> int:
+        """A TensorFlow/Keras seed for one random choice of ``cycle``, named by its purpose."""
+        return self.streams.tf_seed(purpose, cycle, *index)
 
     def bar_label(self, desc: str) -> str | None:
         """``desc`` as a progress bar's label, or None (no bar) under ``--noprogress``."""

@@ -85,6 +85,6 @@ class KNNLearner(Learner):
 
     def test(self, cycle: int, data: CycleData) -> Metrics:
         ranks = self.knn.target_ranks(data.test, data.max_item,
-                                        batch_size=max(self.config.test_batch, 512),
-                                        seed=self.run.seed(cycle, 8))  # ties broken at random
+                                      batch_size=max(self.config.test_batch, 512),
+                                      seed=self.run.seed(cycle, "knn_ties"))
         return metrics_from_ranks(ranks)

@@ -82,11 +82,12 @@ class NeuralLearner(Learner):
         resumed model is built with that cycle's encoder seed, so the rows it adds when its
         tables grow are those an uninterrupted run adds.
         """
-        keras.utils.set_random_seed(self.run.seed(cycle, 1))
+        # Keras' global seed, for any draw no stream below reaches.
+        keras.utils.set_random_seed(self.run.seed(cycle, "keras_global"))
         with self.run.strategy.scope():
             self.model = build_model(
                 self.config, num_items, self.run.method.dropout_rate,
-                self.run.seed(lineage or cycle, 2), self._init_items(num_items),
+                self.run.seed(lineage or cycle, "encoder_init"), self._init_items(num_items),
             )
         self._keep_checkpoints_of(self.model)
 
@@ -134,7 +135,8 @@ class NeuralLearner(Learner):
         elif data.max_item > self.model.encoder.num_items:
             self._grow(cycle, data.max_item)
         self.model.set_max_item(data.max_item)
-        self.model.reseed_dropout(self.run.seed(cycle, 5))
+        self.model.reseed_dropout(
+            lambda layer: self.run.streams.tf_seed_pair("dropout", cycle, layer))
         return data
 
     def teacher(self, previous: dict[str, Any]) -> Any:
@@ -170,7 +172,7 @@ class NeuralLearner(Learner):
             else None
         num_batches = batch_count(len(data.train), cfg.batch_size)
         dataset = training_dataset(
-            data.train, cfg.batch_size, [cfg.random_seed, cycle, epoch], replay
+            data.train, cfg.batch_size, self.run.streams.sequence("shuffle", cycle, epoch), replay
         )
         bar = _ProgressBar(num_batches, f"Cycle {cycle} epoch {epoch}", cfg.progress)
         history = self.model.fit(dataset, epochs=1, verbose=0, callbacks=[bar], shuffle=False)

@@ -61,7 +61,7 @@ class SessionParallelLearner(NeuralLearner):
         return SessionParallelTrainer(
             self.model.encoder, optimizer=self.model.optimizer, loss=cfg.gru4rec_loss,
             batch_size=cfg.batch_size, n_sample=cfg.gru4rec_n_sample,
-            sample_alpha=cfg.gru4rec_sample_alpha, seed=self.run.seed(cycle, 6),
+            sample_alpha=cfg.gru4rec_sample_alpha, seed=self.run.seed(cycle, "gru4rec_negatives"),
             items=self.model.max_item,
         )
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ader_tf.objectives import CrossEntropy, Objective
 from ader_tf.options import Option
+from ader_tf.random_streams import RandomStreams
 
 
 class KeptObjects:
@@ -56,7 +57,6 @@ class CycleContext:
         weight: A scalar variable holding this cycle's `Method.weight` (set by the loop
             before `objective` is asked); objectives that keep it see each cycle's value.
         state_path: ``state_path(cycle, name)`` is where a method keeps a file of a cycle.
-        seed: ``seed(salt)`` is this cycle's seed for one random choice.
         kept: The loop's `KeptObjects`; see `keep`.
     """
 
@@ -70,8 +70,16 @@ class CycleContext:
     teacher: Any = None
     weight: Any = None
     state_path: Callable[[int, str], str] | None = None
-    seed: Callable[[int], int] | None = None
     kept: KeptObjects | None = None
+
+    def seed(self, purpose: str, *index: int) -> int:
+        """A TensorFlow seed for one random choice of this cycle, from the stream named
+        ``purpose`` (see `ader_tf.random_streams`): a method names its own purposes."""
+        return RandomStreams(self.config.random_seed).tf_seed(purpose, self.cycle, *index)
+
+    def generator(self, purpose: str, *index: int) -> np.random.Generator:
+        """A NumPy generator for one random choice of this cycle (as `seed`)."""
+        return RandomStreams(self.config.random_seed).generator(purpose, self.cycle, *index)
 
     def keep(self, name: str, build: Callable[[], Any]) -> Any:
         """``build()``, made once and reused while the teacher stays the same object.

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ader_tf.continual.importance import ImportanceState, compute_fisher
 from ader_tf.continual.methods.base import CycleContext, Method, refuse_flags
 from ader_tf.objectives import CrossEntropy, ImportancePenalty, Objective, combine
+from ader_tf.random_streams import RandomStreams
 
 
 class EWC(Method):
@@ -47,9 +46,9 @@ class EWC(Method):
 
 
 def importance_sample(examples: Any, config: Any, cycle: int) -> Any:
-    """Up to ``--ewc_sample_num`` of ``examples``, drawn without replacement (seeded per cycle),
-    that a penalty method measures its importance on."""
-    rng = np.random.default_rng([config.random_seed, cycle, 4])
+    """Up to ``--ewc_sample_num`` of ``examples``, drawn without replacement (from the
+    cycle's ``importance_sample`` stream), that a penalty method measures its importance on."""
+    rng = RandomStreams(config.random_seed).generator("importance_sample", cycle)
     n = min(len(examples), config.ewc_sample_num)
     return examples.subset(rng.choice(len(examples), n, replace=False))
 

@@ -11,9 +11,6 @@ from ader_tf.data.pipeline import batch_count
 from ader_tf.objectives import Consistency, FisherScreening, Objective, combine
 from ader_tf.options import Option, in_range, non_negative
 
-# Salt of the cycle seed that the screening masks are drawn from (the runner uses 1-8).
-_MASK_SALT = 10
-
 
 class SACAISR(Method):
     """Cross-entropy on the new period plus `--sacaisr_alpha` x InfoNCE with a screened
@@ -95,6 +92,6 @@ class SACAISR(Method):
 
         screening, objective = ctx.keep("objective", build)
         screening.start_cycle(
-            ctx.seed(_MASK_SALT), batch_count(len(ctx.data.train), cfg.batch_size)
+            ctx.seed("sacaisr_masks"), batch_count(len(ctx.data.train), cfg.batch_size)
         )
         return objective
