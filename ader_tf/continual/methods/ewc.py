@@ -7,7 +7,6 @@ from typing import Any
 from ader_tf.continual.importance import ImportanceState, compute_fisher
 from ader_tf.continual.methods.base import CycleContext, Method, refuse_flags
 from ader_tf.objectives import CrossEntropy, ImportancePenalty, Objective, combine
-from ader_tf.random_streams import RandomStreams
 
 
 class EWC(Method):
@@ -37,7 +36,7 @@ class EWC(Method):
         return penalty_objective(self.cross_entropy, self.state, self.weight(ctx), ctx, "ewc_loss")
 
     def after_cycle(self, ctx: CycleContext) -> None:
-        sample = importance_sample(ctx.exemplars, self.config, ctx.cycle)
+        sample = importance_sample(ctx.exemplars, ctx)
         self.state = compute_fisher(ctx.model, sample.inputs, sample.targets, batch_size=50)
         self.state.save(ctx.state_path(ctx.cycle, "ewc"))
 
@@ -45,11 +44,11 @@ class EWC(Method):
         self.state = ImportanceState.load(ctx.state_path(ctx.cycle, "ewc"), ctx.model)
 
 
-def importance_sample(examples: Any, config: Any, cycle: int) -> Any:
+def importance_sample(examples: Any, ctx: CycleContext) -> Any:
     """Up to ``--ewc_sample_num`` of ``examples``, drawn without replacement (from the
     cycle's ``importance_sample`` stream), that a penalty method measures its importance on."""
-    rng = RandomStreams(config.random_seed).generator("importance_sample", cycle)
-    n = min(len(examples), config.ewc_sample_num)
+    rng = ctx.generator("importance_sample")
+    n = min(len(examples), ctx.config.ewc_sample_num)
     return examples.subset(rng.choice(len(examples), n, replace=False))
 
 

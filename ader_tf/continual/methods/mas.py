@@ -33,7 +33,7 @@ class MAS(Method):
         return penalty_objective(self.cross_entropy, self.state, self.weight(ctx), ctx, "mas_loss")
 
     def after_cycle(self, ctx: CycleContext) -> None:
-        sample = importance_sample(ctx.data.train, self.config, ctx.cycle)
+        sample = importance_sample(ctx.data.train, ctx)
         newer = compute_mas_importance(ctx.model, sample.inputs, batch_size=50)
         self.state = newer if self.state is None else (
             self.state.fit_to(ctx.model.trainable_variables).accumulate(newer))
