@@ -15,18 +15,22 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import tensorflow as tf
-
-from ader_tf.continual.artifacts import RunPaths, RunState
-from ader_tf.continual.reporting import RunLog
-from ader_tf.data.cycles import ContinualData, CycleData
-from ader_tf.data.examples import Examples
 from ader_tf.errors import AderError
-from ader_tf.evaluation import Metrics, NonFiniteError
 from ader_tf.options import Option
 from ader_tf.random_streams import RandomStreams
+
+# A learner's declaration (name, options, checks) is read without TensorFlow, as by `--help`:
+# what needs it is imported inside the functions that use it.
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ader_tf.continual.artifacts import RunPaths, RunState
+    from ader_tf.continual.reporting import RunLog
+    from ader_tf.data.cycles import ContinualData, CycleData
+    from ader_tf.data.examples import Examples
+    from ader_tf.evaluation import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +199,8 @@ class Learner:
 
     def _log_epoch(self, cycle: int, epoch: int, losses: dict[str, float], valid: Metrics,
                    seconds: float) -> None:
+        import tensorflow as tf
+
         self.run.runlog.line(valid.log_line(epoch, "valid"))
         loss_text = ", ".join(f"{k} {v:.7g}" for k, v in sorted(losses.items()))
         log.info(
@@ -222,6 +228,8 @@ class Learner:
     @contextlib.contextmanager
     def stop_if_not_finite(self, cycle: int, phase: str, best_epoch: int) -> Iterator[None]:
         """Turns a NonFiniteError inside ``phase`` into a TrainingDivergedError naming it."""
+        from ader_tf.evaluation import NonFiniteError
+
         try:
             yield
         except NonFiniteError as e:

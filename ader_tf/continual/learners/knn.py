@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ader_tf.continual.learners.base import Learner, Training
-from ader_tf.data.cycles import CycleData
-from ader_tf.data.periods import Sessions
-from ader_tf.evaluation import Metrics, metrics_from_ranks
 from ader_tf.options import Option, positive
+
+# What needs TensorFlow (or pandas) is imported where it is used, so that --help needs neither.
+if TYPE_CHECKING:
+    from ader_tf.data.cycles import CycleData
+    from ader_tf.data.periods import Sessions
+    from ader_tf.evaluation import Metrics
 
 #: The session-kNN backbones this learner serves.
 KNN_MODELS = ("sknn", "vsknn")
@@ -57,6 +60,7 @@ class KNNLearner(Learner):
         random selection: the previous exemplars' sessions, then the last period.
         """
         from ader_tf.data.examples import sessions_from_examples
+        from ader_tf.data.periods import Sessions
 
         method = self.run.method
         if method.retrains_from_scratch:
@@ -84,6 +88,8 @@ class KNNLearner(Learner):
         return Training(0, 0, time.time() - t0)
 
     def test(self, cycle: int, data: CycleData) -> Metrics:
+        from ader_tf.evaluation import metrics_from_ranks
+
         ranks = self.knn.target_ranks(data.test, data.max_item,
                                       batch_size=max(self.config.test_batch, 512),
                                       seed=self.run.seed(cycle, "knn_ties"))
