@@ -238,22 +238,26 @@ def _last_good_checkpoint(message: str) -> str:
 
 def test_scores_that_diverge_in_validation_stop_the_run(data_dir, tmp_path):
     """A real divergence: one batch per epoch at a learning rate of 7e5. Epoch 1's loss is
-    measured before its one update, so it is finite; the updates break the weights, and the
-    validation of epoch 1 is still finite, that of epoch 2 has NaN scores (at 1e6 already
-    epoch 1's has; at 5e5 epoch 3's). Before the check, NaN scores
-    ranked every target first: a Recall@20 near 1 that early stopping kept as the best."""
+    measured before its one update, so it is finite; the updates break the weights, and a
+    later epoch's validation has NaN scores (which one depends on the seed's draws: epoch 2 or
+    3 here; at 1e6 already epoch 1's has). Before the check, NaN scores ranked every target
+    first: a Recall@20 near 1 that early stopping kept as the best."""
     config = _config(data_dir, tmp_path, finetune=True, lr=7e5, batch_size=512, num_epochs=3,
                      stop=3, cycles=1)
     with pytest.raises(TrainingDivergedError) as raised:
         run(config)
     message = str(raised.value)
-    assert re.match(r"cycle 1 validation epoch 2: \d+ of 36 rows have non-finite scores; the "
-                    r"last good checkpoint is ", message), message
+    found = re.match(r"cycle 1 validation epoch ([23]): \d+ of 36 rows have non-finite scores; "
+                     r"the last good checkpoint is ", message)
+    assert found, message
     assert isinstance(raised.value.__cause__, NonFiniteError)
+    epoch = int(found.group(1))
     good = _last_good_checkpoint(message)
-    assert good.endswith(os.path.join("checkpoints", "cycle_1", "epoch_1"))
+    # The best epoch before the divergence (only improvements are kept as checkpoints).
+    kept = re.search(r"checkpoints/cycle_1/epoch_(\d+)$", good)
+    assert kept and 1 <= int(kept.group(1)) < epoch, good
     assert os.path.isfile(os.path.join(good, "ckpt.index"))
-    assert not os.path.exists(os.path.join(os.path.dirname(good), "epoch_2"))
+    assert not os.path.exists(os.path.join(os.path.dirname(good), f"epoch_{epoch}"))
 
 
 def test_session_parallel_divergence_stops_the_run(data_dir, tmp_path):
