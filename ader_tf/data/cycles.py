@@ -64,7 +64,6 @@ class ContinualData:
         self.period_dir = period_dir
         self.maxlen = maxlen
         self.valid_portion = valid_portion
-        self.seed = seed
         self.streams = RandomStreams(seed)
         self.period_files = list_period_files(period_dir)
         if len(self.period_files) < 2:
