@@ -155,6 +155,19 @@ class Learner:
 
     def test(self, cycle: int, data: CycleData) -> Metrics:
         """The model's metrics on ``data.test``."""
+        return self.evaluate(cycle, data.test, data.max_item)
+
+    def evaluate(self, cycle: int, examples: Examples, max_item: int,
+                 probe: int | None = None) -> Metrics:
+        """The metrics of the model of ``cycle`` on any examples over items 1..``max_item``.
+
+        Args:
+            cycle: The cycle whose model is tested.
+            examples: What to rank, filtered to items the cycle knows (a test set, a probe).
+            max_item: The largest item the cycle knows.
+            probe: The period whose probe ``examples`` are; None for the cycle's test set.
+                A learner that draws at random (kNN ties) keys its stream with it.
+        """
         raise NotImplementedError
 
     def export(self, cycle: int) -> None:

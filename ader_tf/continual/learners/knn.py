@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from ader_tf.continual.learners.base import Learner, Training
 from ader_tf.data.cycles import CycleData
+from ader_tf.data.examples import Examples
 from ader_tf.data.periods import Sessions
 from ader_tf.evaluation import Metrics, metrics_from_ranks
 from ader_tf.options import Option, positive
@@ -65,7 +66,7 @@ class KNNLearner(Learner):
             periods = list(range(max(0, cycle - self.config.knn_window), cycle))
         else:
             periods = [cycle - 1]
-        parts = [self.run.data.sessions(p) for p in periods]
+        parts = [self.run.data.training_sessions(p) for p in periods]  # probes never kept
         exemplars = self.run.exemplars()
         if method.keeps_exemplars and exemplars is not None and len(exemplars):
             parts.insert(0, sessions_from_examples(exemplars))
@@ -83,8 +84,11 @@ class KNNLearner(Learner):
         log.info("cycle %d: %s remembers %d sessions", cycle, cfg.model, len(memory))
         return Training(0, 0, time.time() - t0)
 
-    def test(self, cycle: int, data: CycleData) -> Metrics:
-        ranks = self.knn.target_ranks(data.test, data.max_item,
+    def evaluate(self, cycle: int, examples: Examples, max_item: int,
+                 probe: int | None = None) -> Metrics:
+        # A probe breaks ties from a stream of its own, so the test set's draws stay the same.
+        index = () if probe is None else (probe,)
+        ranks = self.knn.target_ranks(examples, max_item,
                                       batch_size=max(self.config.test_batch, 512),
-                                      seed=self.run.seed(cycle, "knn_ties"))
+                                      seed=self.run.seed(cycle, "knn_ties", *index))
         return metrics_from_ranks(ranks)

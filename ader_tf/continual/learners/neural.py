@@ -22,6 +22,7 @@ from ader_tf.continual.artifacts import (
 from ader_tf.continual.learners.base import Learner
 from ader_tf.continual.teacher import frozen_teacher
 from ader_tf.data.cycles import CycleData
+from ader_tf.data.examples import Examples
 from ader_tf.data.pipeline import batch_count, training_dataset
 from ader_tf.evaluation import Metrics, evaluate
 from ader_tf.models.factory import build_model
@@ -191,9 +192,12 @@ class NeuralLearner(Learner):
     def restore_best(self, cycle: int, epoch: int) -> None:
         self.keeper.restore(cycle, epoch)
 
-    def test(self, cycle: int, data: CycleData) -> Metrics:
-        return evaluate(self.model.predict_logits, data.test, self.config.test_batch,
-                        self.run.bar_label("Testing"))
+    def evaluate(self, cycle: int, examples: Examples, max_item: int,
+                 probe: int | None = None) -> Metrics:
+        # The model scores items 1..max_item already (set when the cycle started).
+        label = "Testing" if probe is None else f"Probe of period {probe}"
+        return evaluate(self.model.predict_logits, examples, self.config.test_batch,
+                        self.run.bar_label(label))
 
     # --- export ------------------------------------------------------------------------
 
