@@ -18,6 +18,7 @@ from ader_tf.continual.artifacts import METRIC_COLUMNS
 from ader_tf.continual.forgetting import MATRIX_COLUMNS, forgetting_summary
 from ader_tf.continual.learners import neural
 from ader_tf.continual.learners.neural import NeuralLearner
+from ader_tf.continual.probes import evaluate_probes
 from ader_tf.continual.runner import ContinualRunner
 from ader_tf.data.examples import examples_from_sessions
 from tests.helpers import TINY_SAMPLE, metrics_rows, tiny_config
@@ -121,14 +122,18 @@ def test_the_matrix_holds_every_period_after_every_cycle(recorded):
     assert [(int(r["cycle"]), int(r["period"])) for r in matrix] == [
         (c, p) for c in (1, 2, 3) for p in range(4)]
     assert all(0 <= float(r["recall20"]) <= 1 and int(r["probe_examples"]) > 0 for r in matrix)
-    # The last cycle's cells are its model's metrics on the probes (the model is cycle 3's).
-    probes = runner.data.probe_examples(3)
+    # The last cycle's cells are its model's metrics on the probes (the model is cycle 3's):
+    # ranked in one pass, they are each probe's own ranking (up to float order in a batch).
+    probes, max_item = runner.data.probe_examples(3), int(runner.state.last["max_item"])
+    again = evaluate_probes(runner.learner, runner.data, 3, max_item)
+    assert again == runner.state.last["probes"]
+    assert [{k: str(v) for k, v in cell.items()} for cell in again] == matrix[-4:]
     for row in matrix[-4:]:
-        metrics = runner.learner.evaluate(3, probes[int(row["period"])],
-                                          int(runner.state.last["max_item"]))
-        assert float(row["recall20"]) == metrics.recall20
-        assert int(row["probe_examples"]) == metrics.num_examples == len(
+        alone = runner.learner.evaluate(3, probes[int(row["period"])], max_item, probes=True)
+        assert int(row["probe_examples"]) == alone.num_examples == len(
             probes[int(row["period"])])
+        assert float(row["recall20"]) == pytest.approx(alone.recall20,
+                                                       abs=1.01 / alone.num_examples)
     with open(runner.paths.file("summary.json")) as f:
         summary = json.load(f)
     assert summary["forgetting"] == forgetting_summary(matrix)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
+import numpy as np
 import tensorflow as tf
 
 from ader_tf.continual.artifacts import RunPaths, RunState
@@ -24,7 +25,7 @@ from ader_tf.continual.reporting import RunLog
 from ader_tf.data.cycles import ContinualData, CycleData
 from ader_tf.data.examples import Examples
 from ader_tf.errors import AderError
-from ader_tf.evaluation import Metrics, NonFiniteError
+from ader_tf.evaluation import Metrics, NonFiniteError, metrics_from_ranks
 from ader_tf.options import Option
 from ader_tf.random_streams import RandomStreams
 
@@ -74,7 +75,7 @@ class RunContext:
         """The run's named random streams (see `ader_tf.random_streams`)."""
         return RandomStreams(self.config.random_seed)
 
-    def seed(self, cycle: int, purpose: str, *index: int) -> int:
+    def seed(self, cycle: int, purpose: str, *index: int | str) -> int:
         """A TensorFlow/Keras seed for one random choice of ``cycle``, named by its purpose."""
         return self.streams.tf_seed(purpose, cycle, *index)
 
@@ -158,15 +159,24 @@ class Learner:
         return self.evaluate(cycle, data.test, data.max_item)
 
     def evaluate(self, cycle: int, examples: Examples, max_item: int,
-                 probe: int | None = None) -> Metrics:
-        """The metrics of the model of ``cycle`` on any examples over items 1..``max_item``.
+                 probes: bool = False) -> Metrics:
+        """The metrics of the model of ``cycle`` on any examples over items 1..``max_item``
+        (see `target_ranks`)."""
+        return metrics_from_ranks(self.target_ranks(cycle, examples, max_item, probes))
+
+    def target_ranks(self, cycle: int, examples: Examples, max_item: int,
+                     probes: bool = False) -> np.ndarray:
+        """How many items the model of ``cycle`` scores above each example's target.
 
         Args:
-            cycle: The cycle whose model is tested.
-            examples: What to rank, filtered to items the cycle knows (a test set, a probe).
-            max_item: The largest item the cycle knows.
-            probe: The period whose probe ``examples`` are; None for the cycle's test set.
-                A learner that draws at random (kNN ties) keys its stream with it.
+            cycle: The cycle whose model ranks.
+            examples: What to rank, filtered to items the cycle knows (a test set, probes).
+            max_item: The largest item the cycle knows; items 1..max_item are ranked.
+            probes: True where ``examples`` are the periods' probes, False for the cycle's
+                test set: a learner that draws at random (kNN ties) keys its stream with it.
+
+        Returns:
+            int64 [len(examples)], 0-based ranks in the order of ``examples``.
         """
         raise NotImplementedError
 

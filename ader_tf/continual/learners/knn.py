@@ -6,11 +6,12 @@ import logging
 import time
 from typing import Any, ClassVar
 
+import numpy as np
+
 from ader_tf.continual.learners.base import Learner, Training
 from ader_tf.data.cycles import CycleData
 from ader_tf.data.examples import Examples
 from ader_tf.data.periods import Sessions
-from ader_tf.evaluation import Metrics, metrics_from_ranks
 from ader_tf.options import Option, positive
 
 #: The session-kNN backbones this learner serves.
@@ -84,11 +85,10 @@ class KNNLearner(Learner):
         log.info("cycle %d: %s remembers %d sessions", cycle, cfg.model, len(memory))
         return Training(0, 0, time.time() - t0)
 
-    def evaluate(self, cycle: int, examples: Examples, max_item: int,
-                 probe: int | None = None) -> Metrics:
-        # A probe breaks ties from a stream of its own, so the test set's draws stay the same.
-        index = () if probe is None else (probe,)
-        ranks = self.knn.target_ranks(examples, max_item,
-                                      batch_size=max(self.config.test_batch, 512),
-                                      seed=self.run.seed(cycle, "knn_ties", *index))
-        return metrics_from_ranks(ranks)
+    def target_ranks(self, cycle: int, examples: Examples, max_item: int,
+                     probes: bool = False) -> np.ndarray:
+        # Probes break ties from a stream of their own, so the test set's draws stay the same.
+        index = ("probes",) if probes else ()
+        return self.knn.target_ranks(examples, max_item,
+                                     batch_size=max(self.config.test_batch, 512),
+                                     seed=self.run.seed(cycle, "knn_ties", *index))

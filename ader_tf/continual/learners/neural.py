@@ -24,7 +24,7 @@ from ader_tf.continual.teacher import frozen_teacher
 from ader_tf.data.cycles import CycleData
 from ader_tf.data.examples import Examples
 from ader_tf.data.pipeline import batch_count, training_dataset
-from ader_tf.evaluation import Metrics, evaluate
+from ader_tf.evaluation import Metrics, evaluate, evaluate_ranks
 from ader_tf.models.factory import build_model
 
 log = logging.getLogger(__name__)
@@ -192,12 +192,11 @@ class NeuralLearner(Learner):
     def restore_best(self, cycle: int, epoch: int) -> None:
         self.keeper.restore(cycle, epoch)
 
-    def evaluate(self, cycle: int, examples: Examples, max_item: int,
-                 probe: int | None = None) -> Metrics:
+    def target_ranks(self, cycle: int, examples: Examples, max_item: int,
+                     probes: bool = False) -> np.ndarray:
         # The model scores items 1..max_item already (set when the cycle started).
-        label = "Testing" if probe is None else f"Probe of period {probe}"
-        return evaluate(self.model.predict_logits, examples, self.config.test_batch,
-                        self.run.bar_label(label))
+        return evaluate_ranks(self.model.predict_logits, examples, self.config.test_batch,
+                              self.run.bar_label("Probes" if probes else "Testing"))
 
     # --- export ------------------------------------------------------------------------
 
