@@ -3,7 +3,8 @@
 Layout under ``<results_dir>/<DATASET>-<save_dir>/``::
 
     config.json            the full config of the run
-    state.json             completed cycles (written last in each cycle: presence = done)
+    state.json             completed cycles (written last in each cycle: presence = done),
+                           with each cycle's probe rows where there are probes
     metrics.csv            one row per completed cycle
     summary.json           means over cycles, config, versions
     Training_logs.txt      the original's log format
@@ -32,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ader_tf.continual.forgetting import MATRIX_COLUMNS
 from ader_tf.errors import AderError
 from ader_tf.io_utils import (
     TEMPORARY_PREFIX,
@@ -279,8 +281,6 @@ def write_metrics_csv(path: str, rows: list[dict[str, Any]]) -> None:
 
 def write_accuracy_matrix_csv(path: str, rows: list[dict[str, Any]]) -> None:
     """Writes accuracy_matrix.csv (atomically): one row per (cycle, probe period)."""
-    from ader_tf.continual.forgetting import MATRIX_COLUMNS
-
     _write_csv_atomic(path, MATRIX_COLUMNS, rows)
 
 
