@@ -17,6 +17,8 @@ from ader_tf.quiet import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 
+# The flags come from declarations that need no TensorFlow, so --help answers without it; a run
+# imports it in `main`, after the flags are parsed (quietly: see `quiet_tensorflow`).
 from ader_tf.config import FIELD_GROUPS, Config, field_choices  # noqa: E402
 from ader_tf.continual.methods import METHODS  # noqa: E402
 from ader_tf.plugins import MODELS, option_groups  # noqa: E402
@@ -92,6 +94,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(str(e)) from e
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
+    # Imported here, after the flags are parsed, so that --help needs no TensorFlow.
     from ader_tf.continual.runner import run
     from ader_tf.errors import AderError, print_error
 

@@ -28,7 +28,8 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ader_tf.continual.learners.neural import ORIGINAL_TABLE_ITEMS, _ProgressBar  # noqa: E402
+from ader_tf.continual.learners.neural import ORIGINAL_TABLE_ITEMS  # noqa: E402
+from ader_tf.continual.progress import ProgressBar  # noqa: E402
 from ader_tf.data.cycles import ContinualData  # noqa: E402
 from ader_tf.data.pipeline import training_batches, training_dataset  # noqa: E402
 from ader_tf.models.factory import build_model  # noqa: E402
@@ -70,7 +71,7 @@ def main(argv: list[str]) -> None:
     n = len(batches)
 
     def loop() -> None:  # with the callback the runner attaches to every epoch
-        bar = _ProgressBar(n, "loop", enabled=False)
+        bar = ProgressBar(n, "loop", enabled=False)
         model.fit(dataset, epochs=1, verbose=0, callbacks=[bar], shuffle=False)
 
     def loop_no_callback() -> None:

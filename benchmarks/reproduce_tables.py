@@ -321,8 +321,13 @@ def section(options: ReproduceOptions, invocation: str) -> str:
     return "\n".join(parts)
 
 
+# RESULTS.md keeps its dated history last: a new section goes before this heading.
+HISTORY_HEADING = "\n# History\n"
+
+
 def write_section(path: str, name: str, body: str) -> None:
-    """Replaces (or appends) the named section of the markdown file ``path``, atomically."""
+    """Replaces the named section of the markdown file ``path``, atomically; a new one goes
+    before the file's history (or at its end)."""
     text = "# Results\n"
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
@@ -330,8 +335,13 @@ def write_section(path: str, name: str, body: str) -> None:
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     block = f"{begin}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else (
-        text.rstrip() + "\n\n" + block + "\n")
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    elif HISTORY_HEADING in text:
+        before, after = text.split(HISTORY_HEADING, 1)
+        text = f"{before.rstrip()}\n\n{block}\n{HISTORY_HEADING}{after}"
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
     write_text_atomic(path, text)
 
 

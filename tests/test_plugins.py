@@ -112,3 +112,34 @@ def test_help_lists_every_option_under_its_plugin():
             assert f"--{option.name}:" in sections[group], group
     assert "model stamp/stmp" in sections
     assert "--lr:" in sections["training"] and "--method:" in sections["method"]
+
+
+_HELP_WITHOUT_TENSORFLOW = """
+import runpy, sys
+sys.argv = ["main.py", "{flag}"]
+try:
+    runpy.run_path("main.py", run_name="__main__")
+except SystemExit as e:
+    code = e.code
+else:
+    code = None
+print("exit", code, file=sys.stderr)
+print("imported", "tensorflow" in sys.modules, "keras" in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("flag", ["--help", "--helpfull"])
+def test_help_imports_no_tensorflow(flag):
+    """--help lists every group from the plug-ins' declarations alone: no TensorFlow or Keras
+    is imported (a plug-in's file imports them inside the functions that use them)."""
+    result = subprocess.run([sys.executable, "-c", _HELP_WITHOUT_TENSORFLOW.format(flag=flag)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                            check=True)
+    status = result.stderr.strip().splitlines()
+    # absl's --helpfull exits with 1, as it always has; our --help with 0.
+    assert status[-2] == f"exit {1 if flag == '--helpfull' else 0}", result.stderr
+    assert status[-1] == "imported False False", result.stderr
+    headings = {block.partition(":\n")[0].strip() for block in result.stdout.split("\n\n")}
+    for group in (*FIELD_GROUPS, *option_groups()):
+        assert group in headings, group
+    assert {"run", "model", "distribution", "method lwf", "learner knn"} <= headings

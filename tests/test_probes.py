@@ -16,10 +16,10 @@ import tensorflow as tf
 
 from ader_tf.continual.artifacts import METRIC_COLUMNS
 from ader_tf.continual.forgetting import MATRIX_COLUMNS, forgetting_summary
-from ader_tf.continual.learners import neural
 from ader_tf.continual.learners.neural import NeuralLearner
 from ader_tf.continual.probes import evaluate_probes
 from ader_tf.continual.runner import ContinualRunner
+from ader_tf.data import pipeline
 from ader_tf.data.examples import examples_from_sessions
 from tests.helpers import TINY_SAMPLE, metrics_rows, tiny_config
 
@@ -53,7 +53,7 @@ def recorded(data_dir, tmp_path_factory):
     batches: dict[int, list[tuple[collections.Counter, collections.Counter]]] = {}
     current = {}
     patch = pytest.MonkeyPatch()
-    train_epoch, training_dataset = NeuralLearner.train_epoch, neural.training_dataset
+    train_epoch, training_dataset = NeuralLearner.train_epoch, pipeline.training_dataset
 
     def recording_epoch(self, cycle, epoch, data):
         current["cycle"] = cycle
@@ -71,7 +71,8 @@ def recorded(data_dir, tmp_path_factory):
         return dataset
 
     patch.setattr(NeuralLearner, "train_epoch", recording_epoch)
-    patch.setattr(neural, "training_dataset", recording_dataset)
+    # The learner imports it from the pipeline when an epoch starts.
+    patch.setattr(pipeline, "training_dataset", recording_dataset)
     try:
         runner = ContinualRunner(tiny_config(data_dir, tmp_path_factory.mktemp("probed"),
                                              probe_fraction=FRACTION))

@@ -205,3 +205,16 @@ def test_the_cycle_timing_table_gives_no_cpu_sum_when_a_cycle_did_not_record_it(
     assert _cells(table, "1")[-2:] == ["-", "-"]
     assert _cells(table, "2")[-2:] == ["720", "2.25"]
     assert "CPU time of these cycles" not in table
+
+
+def test_a_new_section_goes_before_the_history_and_an_old_one_stays_in_place(tmp_path):
+    write_section = tables.write_section
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Results\n\n<!-- BEGIN a -->\nold\n<!-- END a -->\n\n# History\n\nlog\n")
+    write_section(str(path), "b", "new")
+    write_section(str(path), "a", "renewed")
+    assert path.read_text() == ("# Results\n\n<!-- BEGIN a -->\nrenewed\n<!-- END a -->\n\n"
+                                "<!-- BEGIN b -->\nnew\n<!-- END b -->\n\n# History\n\nlog\n")
+    bare = tmp_path / "bare.md"
+    write_section(str(bare), "c", "body")
+    assert bare.read_text() == "# Results\n\n<!-- BEGIN c -->\nbody\n<!-- END c -->\n"

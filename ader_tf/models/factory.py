@@ -7,10 +7,12 @@ one more entry in `ENCODERS` and its own module.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ader_tf.models.encoder import SessionEncoder
 from ader_tf.options import Option, positive
+
+if TYPE_CHECKING:  # annotations only: the backbones' options need no TensorFlow (--help)
+    from ader_tf.models.encoder import SessionEncoder
 
 GRU4REC_TRAINING = ("prefix", "session_parallel")
 _STAMP_SIGMOID = Option("stamp_sigmoid", False, "STAMP/STMP: sigmoid on the scores before the "

@@ -13,7 +13,12 @@ that joins them with a `GRU4RecEncoder` in the continual package's.
 
 from __future__ import annotations
 
-import tensorflow as tf
+from typing import TYPE_CHECKING
+
+# TensorFlow is imported inside each function, so that `LOSSES` (the session-parallel
+# learner's `--gru4rec_loss` choices) is read without it, as `--help` does.
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 LOSSES = ("bpr", "top1", "bpr_max", "top1_max", "cross_entropy")
 
@@ -27,6 +32,8 @@ _EXCLUDED = -1e9
 
 def reset_states(states: list[tf.Tensor], reset: tf.Tensor) -> list[tf.Tensor]:
     """Zeroes the rows of each state [B, d] where `reset` [B] is true."""
+    import tensorflow as tf
+
     keep = tf.cast(tf.logical_not(tf.cast(reset, tf.bool)), states[0].dtype)[:, None]
     return [state * keep for state in states]
 
@@ -47,6 +54,8 @@ def negative_mask(targets: tf.Tensor, candidates: tf.Tensor, active: tf.Tensor) 
             `candidate_items` lays them out).
         active: [B] bool, rows holding a session.
     """
+    import tensorflow as tf
+
     targets = tf.cast(targets, tf.int32)
     candidates = tf.cast(candidates, tf.int32)
     extra = tf.shape(candidates)[0] - tf.shape(targets)[0]
@@ -91,6 +100,8 @@ def sampled_loss(
     """
     if loss not in LOSSES:
         raise ValueError(f"`loss` must be one of {LOSSES}, got {loss!r}.")
+    import tensorflow as tf
+
     shape = tf.shape(scores)
     diagonal = tf.cast(tf.eye(shape[0], shape[1]), tf.bool)
     if negatives is None:

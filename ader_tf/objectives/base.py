@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
-import tensorflow as tf
+if TYPE_CHECKING:  # annotations only: importing the interface needs no TensorFlow (--help)
+    import keras
+    import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +98,8 @@ class Objective:
     def build_metrics(self) -> list[keras.metrics.Metric]:
         """One running mean per term (created once; call it under the model's strategy)."""
         if self._metrics is None:
+            import keras  # imported here so that --help needs no TensorFlow
+
             self._metrics = [
                 keras.metrics.Mean(name=name)
                 for name in (*self.term_names, *self.reference_names)

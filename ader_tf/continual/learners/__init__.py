@@ -3,6 +3,9 @@
 `learner_name(config)` says which one a run uses: the kNN learner for ``--model=sknn`` /
 ``vsknn``, the session-parallel one for GRU4Rec with ``--gru4rec_training=session_parallel``,
 the neural one otherwise.
+
+Importing this package imports no TensorFlow (`python main.py --help` reads `LEARNERS`): a
+learner's file imports what needs it inside the functions that use it.
 """
 
 from __future__ import annotations

@@ -15,19 +15,23 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import tensorflow as tf
-
-from ader_tf.continual.artifacts import RunPaths, RunState
-from ader_tf.continual.reporting import RunLog
-from ader_tf.data.cycles import ContinualData, CycleData
-from ader_tf.data.examples import Examples
 from ader_tf.errors import AderError
-from ader_tf.evaluation import Metrics, NonFiniteError, metrics_from_ranks
 from ader_tf.options import Option
 from ader_tf.random_streams import RandomStreams
+
+# A learner's declaration (name, options, checks) is read without TensorFlow, as by `--help`:
+# what needs it is imported inside the functions that use it.
+if TYPE_CHECKING:
+    import numpy as np
+    import tensorflow as tf
+
+    from ader_tf.continual.artifacts import RunPaths, RunState
+    from ader_tf.continual.reporting import RunLog
+    from ader_tf.data.cycles import ContinualData, CycleData
+    from ader_tf.data.examples import Examples
+    from ader_tf.evaluation import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +166,8 @@ class Learner:
                  probes: bool = False) -> Metrics:
         """The metrics of the model of ``cycle`` on any examples over items 1..``max_item``
         (see `target_ranks`)."""
+        from ader_tf.evaluation import metrics_from_ranks
+
         return metrics_from_ranks(self.target_ranks(cycle, examples, max_item, probes))
 
     def target_ranks(self, cycle: int, examples: Examples, max_item: int,
@@ -218,6 +224,8 @@ class Learner:
 
     def _log_epoch(self, cycle: int, epoch: int, losses: dict[str, float], valid: Metrics,
                    seconds: float) -> None:
+        import tensorflow as tf
+
         self.run.runlog.line(valid.log_line(epoch, "valid"))
         loss_text = ", ".join(f"{k} {v:.7g}" for k, v in sorted(losses.items()))
         log.info(
@@ -245,6 +253,8 @@ class Learner:
     @contextlib.contextmanager
     def stop_if_not_finite(self, cycle: int, phase: str, best_epoch: int) -> Iterator[None]:
         """Turns a NonFiniteError inside ``phase`` into a TrainingDivergedError naming it."""
+        from ader_tf.evaluation import NonFiniteError
+
         try:
             yield
         except NonFiniteError as e:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ader_tf.continual.learners.base import Learner, Training
-from ader_tf.data.cycles import CycleData
-from ader_tf.data.examples import Examples
-from ader_tf.data.periods import Sessions
 from ader_tf.options import Option, positive
+
+# What needs TensorFlow (or pandas) is imported where it is used, so that --help needs neither.
+if TYPE_CHECKING:
+    from ader_tf.data.cycles import CycleData
+    from ader_tf.data.examples import Examples
+    from ader_tf.data.periods import Sessions
 
 #: The session-kNN backbones this learner serves.
 KNN_MODELS = ("sknn", "vsknn")
@@ -59,6 +62,7 @@ class KNNLearner(Learner):
         random selection: the previous exemplars' sessions, then the last period.
         """
         from ader_tf.data.examples import sessions_from_examples
+        from ader_tf.data.periods import Sessions
 
         method = self.run.method
         if method.retrains_from_scratch:

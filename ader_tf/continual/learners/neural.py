@@ -5,27 +5,19 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import keras
 import numpy as np
-import tensorflow as tf
-from tqdm.auto import tqdm
 
-from ader_tf.continual.artifacts import (
-    CheckpointKeeper,
-    RunStateError,
-    check_weights_stored,
-    checkpoint_prefix,
-    stored_item_count,
-)
 from ader_tf.continual.learners.base import Learner
-from ader_tf.continual.teacher import frozen_teacher
-from ader_tf.data.cycles import CycleData
-from ader_tf.data.examples import Examples
-from ader_tf.data.pipeline import batch_count, training_dataset
-from ader_tf.evaluation import Metrics, evaluate, evaluate_ranks
 from ader_tf.models.factory import build_model
+
+# A learner's declaration is read without TensorFlow, as by `--help`: what needs it (Keras,
+# the checkpoints, the data pipeline, evaluation) is imported inside the methods that use it.
+if TYPE_CHECKING:
+    from ader_tf.data.cycles import CycleData
+    from ader_tf.data.examples import Examples
+    from ader_tf.evaluation import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -35,25 +27,6 @@ log = logging.getLogger(__name__)
 # (its row count minus the padding row, i.e. the largest id over all 17 period files), so the
 # paper's numbers do not move. Any other data keeps the limit of its first cycle's table.
 ORIGINAL_TABLE_ITEMS = {"DIGINETICA": 43136, "YOOCHOOSE": 25958}
-
-
-class _ProgressBar(keras.callbacks.Callback):
-    """A tqdm bar over the batches of one epoch; remembers the first step's loss."""
-
-    def __init__(self, total: int, desc: str, enabled: bool) -> None:
-        super().__init__()
-        self.bar = tqdm(total=total, desc=desc, leave=False, unit="b", disable=not enabled)
-        self.first_loss: float | None = None
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.bar.update(1)
-        if batch == 0 and logs and "loss" in logs:
-            self.first_loss = float(logs["loss"])  # compares distributed runs with one device
-        if logs and "loss" in logs:
-            self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        self.bar.close()
 
 
 class NeuralLearner(Learner):
@@ -83,6 +56,8 @@ class NeuralLearner(Learner):
         resumed model is built with that cycle's encoder seed, so the rows it adds when its
         tables grow are those an uninterrupted run adds.
         """
+        import keras
+
         # Keras' global seed, for any draw no stream below reaches.
         keras.utils.set_random_seed(self.run.seed(cycle, "keras_global"))
         with self.run.strategy.scope():
@@ -93,6 +68,10 @@ class NeuralLearner(Learner):
         self._keep_checkpoints_of(self.model)
 
     def _keep_checkpoints_of(self, model: Any) -> None:
+        import tensorflow as tf
+
+        from ader_tf.continual.artifacts import CheckpointKeeper
+
         self.keeper = CheckpointKeeper(
             self.run.paths,
             tf.train.Checkpoint(model=model, optimizer=model.optimizer),
@@ -121,6 +100,8 @@ class NeuralLearner(Learner):
                  before, num_items, needed)
 
     def resume(self, last: dict[str, Any]) -> None:
+        from ader_tf.continual.artifacts import checkpoint_prefix, stored_item_count
+
         cycle, epoch = int(last["cycle"]), int(last["best_epoch"])
         lineage = cycle if self.run.method.retrains_from_scratch else 1
         # Runs made before tables grew hold tables for every item of the period files then
@@ -148,6 +129,9 @@ class NeuralLearner(Learner):
         copied weight is compared with the checkpoint. One teacher object serves the run
         while the item tables keep their size (a new one would retrace the training step).
         """
+        from ader_tf.continual.artifacts import RunStateError, check_weights_stored
+        from ader_tf.continual.teacher import frozen_teacher
+
         prefix = self.keeper.prefix(int(previous["cycle"]), int(previous["best_epoch"]))
         with self.run.strategy.scope():
             self._teacher = frozen_teacher(self.model, int(previous["max_item"]),
@@ -168,6 +152,9 @@ class NeuralLearner(Learner):
 
     def train_epoch(self, cycle: int, epoch: int, data: CycleData) -> dict[str, float]:
         """One epoch of the protocol's training (prefix examples, full softmax)."""
+        from ader_tf.continual.progress import ProgressBar
+        from ader_tf.data.pipeline import batch_count, training_dataset
+
         cfg = self.config
         replay = self.run.exemplars() if self.run.method.replays_exemplars and cycle > 1 \
             else None
@@ -175,7 +162,7 @@ class NeuralLearner(Learner):
         dataset = training_dataset(
             data.train, cfg.batch_size, self.run.streams.sequence("shuffle", cycle, epoch), replay
         )
-        bar = _ProgressBar(num_batches, f"Cycle {cycle} epoch {epoch}", cfg.progress)
+        bar = ProgressBar(num_batches, f"Cycle {cycle} epoch {epoch}", cfg.progress)
         history = self.model.fit(dataset, epochs=1, verbose=0, callbacks=[bar], shuffle=False)
         losses = {k: float(v[-1]) for k, v in history.history.items()}
         if bar.first_loss is not None:
@@ -183,6 +170,8 @@ class NeuralLearner(Learner):
         return losses
 
     def validate(self, cycle: int, epoch: int, data: CycleData) -> Metrics:
+        from ader_tf.evaluation import evaluate
+
         return evaluate(self.model.predict_logits, data.valid, self.config.test_batch,
                         self.run.bar_label(f"Validating epoch {epoch}"))
 
@@ -194,6 +183,8 @@ class NeuralLearner(Learner):
 
     def target_ranks(self, cycle: int, examples: Examples, max_item: int,
                      probes: bool = False) -> np.ndarray:
+        from ader_tf.evaluation import evaluate_ranks
+
         # The model scores items 1..max_item already (set when the cycle started).
         return evaluate_ranks(self.model.predict_logits, examples, self.config.test_batch,
                               self.run.bar_label("Probes" if probes else "Testing"))
@@ -210,6 +201,7 @@ class NeuralLearner(Learner):
     @functools.cached_property
     def raw_item_ids(self) -> list[str] | None:
         """The log's id of each item (entry i: item i + 1), from items.csv; None without it."""
+        from ader_tf.continual.artifacts import RunStateError
         from preprocessing.state import ITEMS_FILE, read_items
 
         period_dir = self.run.data.period_dir

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ader_tf.continual.learners.neural import NeuralLearner
-from ader_tf.data.cycles import CycleData
 from ader_tf.models.session_parallel import LOSSES
 from ader_tf.options import Option, non_negative
+
+if TYPE_CHECKING:
+    from ader_tf.data.cycles import CycleData
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,9 @@
 
 To add a method: write a `Method` subclass in a file of this package, add it to `METHODS`
 below, and test its defining behaviour in `tests/`. `--method=NAME` then runs it.
+
+Importing this package imports no TensorFlow (`python main.py --help` reads `METHODS`): a
+method's file imports what needs it inside the functions that use it.
 """
 
 from __future__ import annotations

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ader_tf.continual.methods.base import CycleContext, Method, adaptive_lambda
-from ader_tf.objectives import Distillation, Objective, combine
+
+# The objectives are imported where they are built, so that --help needs no TensorFlow.
+if TYPE_CHECKING:
+    from ader_tf.objectives import Objective
 
 
 class ADER(Method):
@@ -31,9 +36,13 @@ class ADER(Method):
 
     def exemplar_term(self, ctx: CycleContext) -> Objective:
         """The term on the exemplar rows: distillation from the previous model."""
+        from ader_tf.objectives import Distillation
+
         return Distillation(ctx.teacher, ctx.weight)
 
     def continual_objective(self, ctx: CycleContext) -> Objective:
+        from ader_tf.objectives import Distillation, combine
+
         objective = ctx.keep(
             "objective", lambda: combine(self.cross_entropy, self.exemplar_term(ctx))
         )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ader_tf.continual.methods.base import CycleContext, Method, refuse_flags
-from ader_tf.objectives import GradientProjection, Objective, combine
+
+# The objectives are imported where they are built, so that --help needs no TensorFlow.
+if TYPE_CHECKING:
+    from ader_tf.objectives import Objective
 
 
 class AGEM(Method):
@@ -26,4 +29,6 @@ class AGEM(Method):
                      "has no distillation and no weight")
 
     def continual_objective(self, ctx: CycleContext) -> Objective:
+        from ader_tf.objectives import GradientProjection, combine
+
         return ctx.keep("objective", lambda: combine(self.cross_entropy, GradientProjection()))

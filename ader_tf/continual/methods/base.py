@@ -5,13 +5,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ader_tf.objectives import CrossEntropy, Objective
 from ader_tf.options import Option
 from ader_tf.random_streams import RandomStreams
+
+# A method's declaration (name, options, checks) is read without TensorFlow, as by `--help`:
+# what needs it (the objectives) is imported inside the functions that build them.
+if TYPE_CHECKING:
+    from ader_tf.objectives import Objective
 
 
 class KeptObjects:
@@ -124,6 +128,8 @@ class Method:
     options: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, config: Any) -> None:
+        from ader_tf.objectives import CrossEntropy
+
         self.config = config
         self.cross_entropy = CrossEntropy()
 

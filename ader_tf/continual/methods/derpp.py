@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tensorflow as tf
 
 from ader_tf.continual.methods.base import CycleContext, Method, refuse_flags
-from ader_tf.evaluation import apply_in_order, require_finite
 from ader_tf.io_utils import DamagedFileError, load_checked_npz, save_checked_npz
-from ader_tf.objectives import LogitMatching, Objective, Replay, combine
 from ader_tf.options import non_negative, positive
+
+# What needs TensorFlow is imported where it is used, so that --help needs none.
+if TYPE_CHECKING:
+    from ader_tf.objectives import Objective
 
 _FORMAT = "ader_tf.derpp_scores/1"
 _ARRAYS = ("top_items", "top_scores", "num_scored")
@@ -54,6 +55,8 @@ class DERPP(Method):
     def continual_objective(self, ctx: CycleContext) -> Objective:
         if self.stored is None or len(self.stored["top_items"]) != len(ctx.exemplars):
             raise ValueError(f"cycle {ctx.cycle}: the stored scores do not match the exemplars")
+        from ader_tf.objectives import LogitMatching, Replay, combine
+
         matching = LogitMatching(
             self.stored["top_items"], self.stored["top_scores"], self.stored["num_scored"],
             self.config.derpp_alpha,
@@ -80,6 +83,10 @@ class DERPP(Method):
                 array[old] = self.stored[key][origin[old]]
         new = np.flatnonzero(~old)
         if new.size:
+            import tensorflow as tf
+
+            from ader_tf.evaluation import apply_in_order, require_finite
+
             def top_k(features: dict, targets: Any) -> tf.Tensor:
                 scores, items = tf.math.top_k(ctx.model.predict_logits(features["item_ids"]), k)
                 return tf.concat([tf.cast(items, tf.float32), scores], axis=1)

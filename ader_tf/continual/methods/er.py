@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ader_tf.continual.methods.ader import ADER
 from ader_tf.continual.methods.base import CycleContext
-from ader_tf.objectives import Objective, Replay
+
+# The objectives are imported where they are built, so that --help needs no TensorFlow.
+if TYPE_CHECKING:
+    from ader_tf.objectives import Objective
 
 
 class ER(ADER):
@@ -17,4 +22,6 @@ class ER(ADER):
     uses_teacher = False
 
     def exemplar_term(self, ctx: CycleContext) -> Objective:
+        from ader_tf.objectives import Replay
+
         return Replay(ctx.weight)

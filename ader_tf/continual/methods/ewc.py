@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ader_tf.continual.importance import ImportanceState, compute_fisher
 from ader_tf.continual.methods.base import CycleContext, Method, refuse_flags
-from ader_tf.objectives import CrossEntropy, ImportancePenalty, Objective, combine
-from ader_tf.random_streams import RandomStreams
+
+# What needs TensorFlow is imported where it is used, so that --help needs none.
+if TYPE_CHECKING:
+    from ader_tf.continual.importance import ImportanceState
+    from ader_tf.objectives import CrossEntropy, Objective
 
 
 class EWC(Method):
@@ -37,19 +39,23 @@ class EWC(Method):
         return penalty_objective(self.cross_entropy, self.state, self.weight(ctx), ctx, "ewc_loss")
 
     def after_cycle(self, ctx: CycleContext) -> None:
-        sample = importance_sample(ctx.exemplars, self.config, ctx.cycle)
+        from ader_tf.continual.importance import compute_fisher
+
+        sample = importance_sample(ctx.exemplars, ctx)
         self.state = compute_fisher(ctx.model, sample.inputs, sample.targets, batch_size=50)
         self.state.save(ctx.state_path(ctx.cycle, "ewc"))
 
     def restore(self, ctx: CycleContext) -> None:
+        from ader_tf.continual.importance import ImportanceState
+
         self.state = ImportanceState.load(ctx.state_path(ctx.cycle, "ewc"), ctx.model)
 
 
-def importance_sample(examples: Any, config: Any, cycle: int) -> Any:
+def importance_sample(examples: Any, ctx: CycleContext) -> Any:
     """Up to ``--ewc_sample_num`` of ``examples``, drawn without replacement (from the
     cycle's ``importance_sample`` stream), that a penalty method measures its importance on."""
-    rng = RandomStreams(config.random_seed).generator("importance_sample", cycle)
-    n = min(len(examples), config.ewc_sample_num)
+    rng = ctx.generator("importance_sample")
+    n = min(len(examples), ctx.config.ewc_sample_num)
     return examples.subset(rng.choice(len(examples), n, replace=False))
 
 
@@ -59,6 +65,8 @@ def penalty_objective(
 ) -> Objective:
     """Cross-entropy plus the importance penalty of ``state``, fitted to the model's item
     tables if they have grown (new rows are not penalised)."""
+    from ader_tf.objectives import ImportancePenalty, combine
+
     if state is None:
         raise ValueError(f"cycle {ctx.cycle}: no importance state from the previous cycle")
     state = state.fit_to(ctx.model.trainable_variables)

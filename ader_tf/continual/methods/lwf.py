@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ader_tf.continual.methods.base import CycleContext, Method
-from ader_tf.objectives import Distillation, Objective, combine
 from ader_tf.options import positive
+
+# The objectives are imported where they are built, so that --help needs no TensorFlow.
+if TYPE_CHECKING:
+    from ader_tf.objectives import Objective
 
 
 class LwF(Method):
@@ -24,6 +29,8 @@ class LwF(Method):
         return 0.0 if ctx.previous is None else self.config.lambda_
 
     def continual_objective(self, ctx: CycleContext) -> Objective:
+        from ader_tf.objectives import Distillation, combine
+
         return ctx.keep("objective", lambda: combine(self.cross_entropy, Distillation(
             ctx.teacher, ctx.weight, rows="current", temperature=self.config.lwf_temperature
         )))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ader_tf.continual.importance import ImportanceState, compute_mas_importance
 from ader_tf.continual.methods.base import CycleContext, Method
 from ader_tf.continual.methods.ewc import importance_sample, penalty_objective
-from ader_tf.objectives import Objective
+
+# What needs TensorFlow is imported where it is used, so that --help needs none.
+if TYPE_CHECKING:
+    from ader_tf.continual.importance import ImportanceState
+    from ader_tf.objectives import Objective
 
 
 class MAS(Method):
@@ -33,11 +36,15 @@ class MAS(Method):
         return penalty_objective(self.cross_entropy, self.state, self.weight(ctx), ctx, "mas_loss")
 
     def after_cycle(self, ctx: CycleContext) -> None:
-        sample = importance_sample(ctx.data.train, self.config, ctx.cycle)
+        from ader_tf.continual.importance import compute_mas_importance
+
+        sample = importance_sample(ctx.data.train, ctx)
         newer = compute_mas_importance(ctx.model, sample.inputs, batch_size=50)
         self.state = newer if self.state is None else (
             self.state.fit_to(ctx.model.trainable_variables).accumulate(newer))
         self.state.save(ctx.state_path(ctx.cycle, "mas"))
 
     def restore(self, ctx: CycleContext) -> None:
+        from ader_tf.continual.importance import ImportanceState
+
         self.state = ImportanceState.load(ctx.state_path(ctx.cycle, "mas"), ctx.model)

@@ -4,12 +4,14 @@ an InfoNCE consistency with it, no exemplars."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ader_tf.continual.methods.base import CycleContext, Method, refuse_distribution
-from ader_tf.data.pipeline import batch_count
-from ader_tf.objectives import Consistency, FisherScreening, Objective, combine
 from ader_tf.options import Option, in_range, non_negative
+
+# What needs TensorFlow is imported where it is used, so that --help needs none.
+if TYPE_CHECKING:
+    from ader_tf.objectives import Objective
 
 
 class SACAISR(Method):
@@ -78,6 +80,9 @@ class SACAISR(Method):
         return 0.0 if ctx.previous is None else self.config.sacaisr_alpha
 
     def continual_objective(self, ctx: CycleContext) -> Objective:
+        from ader_tf.data.pipeline import batch_count
+        from ader_tf.objectives import Consistency, FisherScreening, combine
+
         cfg = self.config
         # The authors' old model scores every item known now, new ones included.
         ctx.teacher.set_max_item(ctx.data.max_item)

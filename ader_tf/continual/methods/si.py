@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tensorflow as tf
 
-from ader_tf.continual.importance import ImportanceState
 from ader_tf.continual.methods.base import CycleContext, Method, refuse_distribution
-from ader_tf.objectives import ImportancePenalty, Objective, StepInputs, Term, combine
+from ader_tf.objectives import Objective
 from ader_tf.options import positive
+
+# TensorFlow (and what needs it) is imported inside the functions that use it, so that --help
+# needs none; `Objective`, the interface `PathIntegral` implements, needs none.
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from ader_tf.continual.importance import ImportanceState
+    from ader_tf.objectives import ImportancePenalty, StepInputs, Term
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,8 @@ class PathIntegral(Objective):
     """
 
     def __init__(self, variables: Sequence[Any], penalty: ImportancePenalty | None = None) -> None:
+        import tensorflow as tf
+
         self.variables = list(variables)
         self.penalty = penalty
         values = [np.array(tf.convert_to_tensor(v)) for v in self.variables]
@@ -59,6 +67,8 @@ class PathIntegral(Objective):
 
     def task_gradients(self, gradients: Sequence[tf.Tensor | None]) -> list[tf.Tensor]:
         """The step's gradients without the penalty's (zeros where a variable has none)."""
+        import tensorflow as tf
+
         dense = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
                  for g, v in zip(gradients, self.start, strict=True)]
         if self.penalty is None:
@@ -73,6 +83,8 @@ class PathIntegral(Objective):
         self, gradients: list[tf.Tensor], reference: list[tf.Tensor] | None
     ) -> list[tf.Tensor]:
         """Adds the last step's -g * move to the integral; the gradients pass unchanged."""
+        import tensorflow as tf
+
         task = self.task_gradients(gradients)
         for variable, g, total, last, last_g in zip(
             self.variables, task, self.integral, self._last_weights, self._last_gradient,
@@ -106,6 +118,8 @@ def accumulated_importance(
     The clip at 0 is the authors' (their code applies a ReLU to the summed Omega): a noisy
     negative w would otherwise make the penalty push a weight away from its anchor.
     """
+    import tensorflow as tf
+
     return tuple(
         tf.nn.relu(p + tf.convert_to_tensor(w) / (tf.square(
             tf.convert_to_tensor(e) - tf.convert_to_tensor(s)) + damping))
@@ -157,6 +171,8 @@ class SI(Method):
 
     def objective(self, ctx: CycleContext) -> Objective:
         """Cross-entropy and the path integral; from the second cycle on, the penalty too."""
+        from ader_tf.objectives import combine
+
         if ctx.previous is None:
             return combine(self.cross_entropy, PathIntegral(ctx.model.trainable_variables))
         return self.continual_objective(ctx)
@@ -164,6 +180,8 @@ class SI(Method):
     def continual_objective(self, ctx: CycleContext) -> Objective:
         if self.state is None:
             raise ValueError(f"cycle {ctx.cycle}: no SI importance from the previous cycle")
+        from ader_tf.objectives import ImportancePenalty, combine
+
         variables = ctx.model.trainable_variables
         state = self.state.fit_to(variables)
         penalty = ImportancePenalty(state.importance, state.anchor, self.weight(ctx), "si_loss")
@@ -171,6 +189,10 @@ class SI(Method):
 
     def after_cycle(self, ctx: CycleContext) -> None:
         """Adds this cycle's importance to Omega and anchors at the (best) weights."""
+        import tensorflow as tf
+
+        from ader_tf.continual.importance import ImportanceState
+
         variables = ctx.model.trainable_variables
         end = tuple(tf.identity(tf.convert_to_tensor(v)) for v in variables)
         previous = (tuple(tf.zeros_like(e) for e in end) if self.state is None
@@ -196,4 +218,6 @@ class SI(Method):
         self.state.save(ctx.state_path(ctx.cycle, "si"))
 
     def restore(self, ctx: CycleContext) -> None:
+        from ader_tf.continual.importance import ImportanceState
+
         self.state = ImportanceState.load(ctx.state_path(ctx.cycle, "si"), ctx.model)
