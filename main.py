@@ -110,6 +110,10 @@ def main(argv: list[str]) -> int:
     print(f"{config.run_name}: mean over {summary['cycles_completed']} cycles: "
           f"Recall@20 {100 * m['recall20']:.2f}  MRR@20 {100 * m['mrr20']:.2f}  "
           f"Recall@10 {100 * m['recall10']:.2f}  MRR@10 {100 * m['mrr10']:.2f}")
+    if "forgetting" in summary:  # --probe_fraction > 0 (see accuracy_matrix.csv)
+        print(f"{config.run_name}: probe Recall@20: " + "  ".join(
+            f"{name} " + ("-" if value is None else f"{100 * value:.2f}")
+            for name, value in summary["forgetting"].items() if name != "cycles"))
     return 0
 
 

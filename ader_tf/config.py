@@ -69,7 +69,7 @@ GENERAL_DEFAULTS: dict[str, Any] = {"lambda_": 0.8, "batch_size": 256}
 #: options follow under their plug-in's heading.
 FIELD_GROUPS: dict[str, tuple[str, ...]] = {
     "run": ("dataset", "save_dir", "data_dir", "results_dir", "cycles", "random_seed",
-            "progress", "export_saved_models", "export_k"),
+            "progress", "export_saved_models", "export_k", "probe_fraction"),
     "method": ("method", "finetune", "dropout", "ewc", "joint", "disable_distillation",
                "lambda_", "fix_lambda", "ewc_sample_num"),
     "exemplars": ("exemplar_size", "selection", "equal_exemplar"),
@@ -162,6 +162,11 @@ class Config:
                                  "shared op seed does (embedding and FFN outputs; attention "
                                  "weights); false: independent masks.")
     progress: bool = _option(True, "Show progress bars.")
+    probe_fraction: float = _option(
+        0.0, "Share of each period's sessions held out as that period's probe (seeded): never "
+        "trained on in any cycle, and after every cycle the model is tested on every period's "
+        "probe (accuracy_matrix.csv, forgetting figures in summary.json). The next period's "
+        "test set stays whole. 0 = the paper's protocol, no probe.")
     model: str = _option("sasrec", "Backbone: sasrec (the paper's), gru4rec, stamp, stmp, or the "
                          "untrained session-kNN sknn / vsknn.")
     # Filled in, not given: the fields that took their dataset's default (see DATASET_DEFAULTS).
@@ -347,6 +352,9 @@ def validate(config: Config) -> None:
         )
     if not 0.0 <= config.dropout_rate < 1.0:
         raise ValueError(f"--dropout_rate must be in [0, 1), got {config.dropout_rate}")
+    if not 0.0 <= config.probe_fraction < 1.0:
+        raise ValueError(f"--probe_fraction must be in [0, 1) (0: no probe, the paper's "
+                         f"protocol), got {config.probe_fraction}")
     if not config.table_growth >= 1:
         raise ValueError(f"--table_growth must be >= 1, got {config.table_growth}")
     if config.lr <= 0:

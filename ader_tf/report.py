@@ -5,6 +5,10 @@
 Rows are the metrics (means over cycles, in percent), columns the runs found under
 ``results_dir`` (each ``<DATASET>-<save_dir>/`` with a ``metrics.csv``) and the reference logs.
 A combined plot of Recall@20 and MRR@20 per cycle is written to ``<results_dir>/report.png``.
+
+Runs made with ``--probe_fraction`` > 0 also have an ``accuracy_matrix.csv``: their forgetting
+figures (`ader_tf.continual.forgetting`) follow in a second table, and
+``<results_dir>/forgetting.png`` shows their past-probe Recall@20 per cycle beside the figures.
 """
 
 from __future__ import annotations
@@ -15,13 +19,23 @@ import os
 import re
 from collections.abc import Sequence
 
+import numpy as np
 from absl import app, flags
 
+from ader_tf.continual.forgetting import (
+    MATRIX_COLUMNS,
+    forgetting_summary,
+    past_recall,
+    recall_matrix,
+)
 from ader_tf.errors import AderError, print_error
 from ader_tf.quiet import quiet_tensorflow
 
 METRICS = (("recall20", "Recall@20"), ("mrr20", "MRR@20"), ("recall10", "Recall@10"),
            ("mrr10", "MRR@10"))
+# The forgetting measures as the report names them (values in points of Recall@20).
+FORGETTING = (("average_past", "Average past Recall@20"), ("bwt", "BWT"),
+              ("forgetting", "Forgetting"), ("plasticity", "Plasticity"))
 _TEST_LINE = re.compile(
     r"epoch:\d+, test \(MRR@20: ([\d.]+), RECALL@20: ([\d.]+), MRR@10: ([\d.]+), "
     r"RECALL@10: ([\d.]+)\)"
@@ -93,6 +107,87 @@ def find_runs(results_dir: str) -> dict[str, Run]:
     return runs
 
 
+def read_accuracy_matrix(path: str) -> list[dict[str, float]]:
+    """The rows of one run's accuracy_matrix.csv, as numbers.
+
+    Raises:
+        ReportInputError: The file cannot be read, or a row lacks a column or a number.
+    """
+    try:
+        with open(path, newline="") as f:
+            rows = list(enumerate(csv.DictReader(f), start=2))  # line 1 is the header
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportInputError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})"
+                               ) from e
+    matrix = []
+    for line, row in rows:
+        try:
+            matrix.append({k: float(row[k]) for k in MATRIX_COLUMNS})
+        except (KeyError, TypeError, ValueError) as e:
+            raise ReportInputError(f"{path}:{line}: a row needs a number in "
+                                   f"{', '.join(MATRIX_COLUMNS)}; got {row}") from e
+    return matrix
+
+
+def find_matrices(results_dir: str) -> dict[str, list[dict[str, float]]]:
+    """The accuracy matrix of every run folder under ``results_dir`` that has one."""
+    matrices = {}
+    for path in sorted(glob.glob(os.path.join(results_dir, "*", "accuracy_matrix.csv"))):
+        matrix = read_accuracy_matrix(path)
+        if matrix:
+            matrices[os.path.basename(os.path.dirname(path))] = matrix
+    return matrices
+
+
+def forgetting_table(matrices: dict[str, list[dict[str, float]]]) -> str:
+    """A Markdown table: rows = forgetting measures (points of Recall@20), columns = runs."""
+    names = list(matrices)
+    summaries = {n: forgetting_summary(matrices[n]) for n in names}
+    header = "| forgetting | " + " | ".join(
+        f"{n} ({summaries[n]['cycles']} cycles)" for n in names) + " |"
+    lines = [header, "|---" * (len(names) + 1) + "|"]
+    for key, label in FORGETTING:
+        cells = " | ".join("-" if summaries[n][key] is None else f"{100 * summaries[n][key]:.2f}"
+                           for n in names)
+        lines.append(f"| {label} | {cells} |")
+    return "\n".join(lines)
+
+
+def forgetting_plot(matrices: dict[str, list[dict[str, float]]], path: str) -> None:
+    """Past-probe Recall@20 per cycle of every run (left) beside its four measures (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    palette = plt.get_cmap("tab10" if len(matrices) <= 10 else "tab20").colors
+    width = 0.8 / max(len(matrices), 1)
+    for i, (name, rows) in enumerate(matrices.items()):
+        colour = palette[i % len(palette)]
+        past = past_recall(recall_matrix(rows))
+        axes[0].plot(list(past), [100 * v for v in past.values()], marker="o", label=name,
+                     color=colour)
+        summary = forgetting_summary(rows)
+        values = [100 * summary[k] if summary[k] is not None else np.nan for k, _ in FORGETTING]
+        axes[1].bar(np.arange(len(FORGETTING)) + (i - (len(matrices) - 1) / 2) * width, values,
+                    width, label=name, color=colour)
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_xlabel("cycle")
+    axes[0].set_ylabel("mean Recall@20 on past probes (%)")
+    axes[1].set_xticks(range(len(FORGETTING)), [label.replace(" Recall@20", "\nRecall@20")
+                                                for _, label in FORGETTING])
+    axes[1].axhline(0, color="black", linewidth=0.8)
+    axes[1].set_ylabel("points of Recall@20")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
 def mean(run: Run, key: str, cycles: Sequence[int] | None = None) -> float:
     chosen = [c for c in run if cycles is None or c in cycles]
     return sum(run[c][key] for c in chosen) / len(chosen)
@@ -159,12 +254,18 @@ def main(argv: list[str]) -> int:
             runs[label] = read_training_log(path)
         if not runs:
             raise ReportInputError(f"{results_dir}: no runs (folders with metrics.csv) in it")
+        matrices = find_matrices(results_dir)
     except AderError as e:
         return print_error(e)
     print(table(runs))
     out = os.path.join(results_dir, "report.png")
     plot(runs, out)
     print(f"\nplot: {out}")
+    if matrices:
+        print("\n" + forgetting_table(matrices))
+        out = os.path.join(results_dir, "forgetting.png")
+        forgetting_plot(matrices, out)
+        print(f"\nforgetting plot: {out}")
     return 0
 
 

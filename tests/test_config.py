@@ -32,6 +32,8 @@ def test_defaults_are_the_originals():
         ({"hidden_units": 10, "num_heads": 3}, "divisible"),
         ({"dropout_rate": 1.0}, "dropout_rate"),
         ({"table_growth": 0.5}, "--table_growth must be >= 1"),
+        ({"probe_fraction": 1.0}, r"--probe_fraction must be in \[0, 1\) .*got 1.0"),
+        ({"probe_fraction": -0.1}, r"--probe_fraction must be in \[0, 1\)"),
         ({"save_dir": "/tmp/run"}, "--save_dir is a run name, not a path"),
         ({"save_dir": "runs\\x"}, "--save_dir is a run name, not a path"),
         ({"save_dir": ""}, "--save_dir is a run name, not a path"),
@@ -83,6 +85,12 @@ def test_fingerprint_ignores_where_results_go():
     a, b = make_config(), make_config(results_dir="elsewhere", cycles=3, table_growth=1.0)
     assert a.fingerprint() == b.fingerprint()
     assert a.fingerprint() != make_config(random_seed=1).fingerprint()
+
+
+def test_a_probe_is_another_run_and_no_probe_the_same_run():
+    """--probe_fraction=0 (the default) fingerprints as a run from before the flag existed."""
+    assert make_config(probe_fraction=0.0).fingerprint() == make_config().fingerprint()
+    assert make_config(probe_fraction=0.1).fingerprint() != make_config().fingerprint()
 
 
 def _main(*args: str) -> subprocess.CompletedProcess:

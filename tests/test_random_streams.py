@@ -36,6 +36,7 @@ def test_keys_that_integer_salts_confused_draw_different_numbers():
         ("shuffle", 1, 3), ("exemplar_selection", 1), ("shuffle", 1, 4), ("importance_sample", 1),
         ("validation_split", 1), ("validation_sessions", 1), ("dropout", 1, 0), ("dropout", 1, 1),
         ("dropout", 2, 0), ("shuffle", 2, 1), ("shuffle", 1, 2), ("sacaisr_masks", 1),
+        ("probe_sessions", 1), ("knn_ties", 1), ("knn_ties", 1, 1),
     ]
     draws = [tuple(_draws(streams, *key)) for key in keys]
     assert len(set(draws)) == len(keys)
@@ -104,7 +105,7 @@ def test_each_purpose_is_drawn_in_one_place():
     sites = _purpose_call_sites()
     expected = {"keras_global", "encoder_init", "dropout", "shuffle", "gru4rec_negatives",
                 "knn_ties", "exemplar_selection", "importance_sample", "sacaisr_masks",
-                "validation_split", "validation_sessions"}
+                "validation_split", "validation_sessions", "probe_sessions"}
     assert expected <= set(sites), sorted(sites)
     shared = {name: where for name, where in sites.items() if len(where) > 1}
     assert not shared, shared

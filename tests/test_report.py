@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from ader_tf.continual.artifacts import write_metrics_csv
 from ader_tf.report import find_runs, read_training_log, table
 from tests.conftest import REPO_ROOT
@@ -81,3 +83,50 @@ def test_a_dozen_runs_get_a_dozen_colours(tmp_path, monkeypatch):
     report.plot(runs, str(tmp_path / "plot.png"))
     colours = [line.get_color() for line in figures[0].axes[0].get_lines()]
     assert len(colours) == 12 and len(set(map(tuple, colours))) == 12
+
+
+def _matrix_rows(recalls: dict[tuple[int, int], float]) -> list[dict]:
+    return [{"cycle": c, "period": p, "recall20": r, "mrr20": r / 4, "ndcg20": r / 2,
+             "probe_examples": 10} for (c, p), r in recalls.items()]
+
+
+def test_forgetting_of_runs_with_probes_is_compared(tmp_path):
+    """Runs with an accuracy_matrix.csv get a forgetting table (points of Recall@20) and
+    forgetting.png; a run without one is left out of both."""
+    from ader_tf.continual.artifacts import write_accuracy_matrix_csv
+    from ader_tf.report import find_matrices, forgetting_table
+
+    rows = [{"cycle": c, "epochs_run": 1, "best_epoch": 1, "mrr20": 0.1, "recall20": 0.2,
+             "mrr10": 0.05, "recall10": 0.1} for c in (1, 2, 3)]
+    # Cycle c learns period c - 1: ADER keeps period 0, Finetune loses it.
+    ader = {(1, 0): 0.6, (2, 0): 0.6, (2, 1): 0.7, (3, 0): 0.5, (3, 1): 0.7, (3, 2): 0.8}
+    finetune = {(1, 0): 0.6, (2, 0): 0.3, (2, 1): 0.8, (3, 0): 0.2, (3, 1): 0.4, (3, 2): 0.9}
+    for name, recalls in (("sample-ADER", ader), ("sample-finetune", finetune)):
+        write_metrics_csv(str(tmp_path / name / "metrics.csv"), rows)
+        write_accuracy_matrix_csv(str(tmp_path / name / "accuracy_matrix.csv"),
+                                  _matrix_rows(recalls))
+    write_metrics_csv(str(tmp_path / "sample-joint" / "metrics.csv"), rows)
+    assert list(find_matrices(str(tmp_path))) == ["sample-ADER", "sample-finetune"]
+    text = forgetting_table(find_matrices(str(tmp_path)))
+    assert "| forgetting | sample-ADER (3 cycles) | sample-finetune (3 cycles) |" in text
+    # ADER: cycle 2's past is 0.6, cycle 3's (0.5 + 0.7) / 2; Finetune: 0.3, (0.2 + 0.4) / 2.
+    assert "| Average past Recall@20 | 60.00 | 30.00 |" in text
+    # ADER: ((0.5 - 0.6) + (0.7 - 0.7)) / 2; Finetune: ((0.2 - 0.6) + (0.4 - 0.8)) / 2.
+    assert "| BWT | -5.00 | -40.00 |" in text
+    assert "| Forgetting | 5.00 | 40.00 |" in text
+    assert "| Plasticity | 70.00 | 76.67 |" in text
+    result = subprocess.run([sys.executable, "-m", "ader_tf.report", str(tmp_path)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                            check=True)
+    assert text in result.stdout
+    assert (tmp_path / "forgetting.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_malformed_accuracy_matrix_is_named(tmp_path):
+    from ader_tf.report import ReportInputError, find_matrices
+
+    path = tmp_path / "sample-ADER" / "accuracy_matrix.csv"
+    path.parent.mkdir()
+    path.write_text("cycle,period,recall20,mrr20,ndcg20,probe_examples\n1,0,high,0.1,0.2,5\n")
+    with pytest.raises(ReportInputError, match=r"accuracy_matrix.csv:2: a row needs a number"):
+        find_matrices(str(tmp_path))

@@ -3,11 +3,14 @@
 Layout under ``<results_dir>/<DATASET>-<save_dir>/``::
 
     config.json            the full config of the run
-    state.json             completed cycles (written last in each cycle: presence = done)
+    state.json             completed cycles (written last in each cycle: presence = done),
+                           with each cycle's probe rows where there are probes
     metrics.csv            one row per completed cycle
     summary.json           means over cycles, config, versions
     Training_logs.txt      the original's log format
     metrics.png            Recall@20 and MRR@20 per cycle
+    accuracy_matrix.csv    with --probe_fraction > 0: each cycle's metrics on every
+                           period's probe (accuracy_matrix.png: its Recall@20 as a heatmap)
     checkpoints/cycle_<t>/epoch_<e>/   best epoch of cycle t (model + optimizer)
     exemplars/cycle_<t>.npz|.json      exemplars kept after cycle t
     <method>/cycle_<t>.npz             what a method keeps after cycle t (EWC's and MAS's
@@ -30,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ader_tf.continual.forgetting import MATRIX_COLUMNS
 from ader_tf.errors import AderError
 from ader_tf.io_utils import (
     TEMPORARY_PREFIX,
@@ -47,6 +51,10 @@ METRIC_COLUMNS = (
     "test_examples", "lambda", "exemplars_kept", "train_seconds", "selection_seconds",
     "test_seconds", "ndcg20", "ndcg10", "cpu_seconds", "peak_rss_gb",
 )
+
+# Columns written only by runs that have them (after METRIC_COLUMNS, which older readers
+# know): the seconds a cycle spent on the probes, in runs with --probe_fraction > 0.
+OPTIONAL_METRIC_COLUMNS = ("probe_seconds",)
 
 # What a resumed run reads of each finished cycle's record (the resume point and the summary).
 _STATE_KEYS = ("cycle", "best_epoch", "max_item", "mrr20", "recall20", "mrr10", "recall10",
@@ -264,10 +272,21 @@ def write_metrics_csv(path: str, rows: list[dict[str, Any]]) -> None:
     """Writes all per-cycle rows at once (atomically).
 
     Rows of cycles finished before a column existed (NDCG, CPU time and peak memory, in runs
-    resumed from older state) leave it empty.
+    resumed from older state) leave it empty. An optional column (`OPTIONAL_METRIC_COLUMNS`)
+    is written only where some row has it, so runs without probes keep their columns.
     """
+    optional = tuple(c for c in OPTIONAL_METRIC_COLUMNS if any(c in row for row in rows))
+    _write_csv_atomic(path, METRIC_COLUMNS + optional, rows)
+
+
+def write_accuracy_matrix_csv(path: str, rows: list[dict[str, Any]]) -> None:
+    """Writes accuracy_matrix.csv (atomically): one row per (cycle, probe period)."""
+    _write_csv_atomic(path, MATRIX_COLUMNS, rows)
+
+
+def _write_csv_atomic(path: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, restval="", extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow(row)

@@ -122,23 +122,36 @@ def versions() -> dict[str, str]:
     }
 
 
+def probe_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The accuracy matrix's rows kept in the cycles' records (state.json), in cycle order."""
+    return [probe for row in rows for probe in row.get("probes", [])]
+
+
 def write_summary(path: str, config: Config, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """summary.json: the means over cycles (the paper's numbers), config and versions."""
+    """summary.json: the means over cycles (the paper's numbers), config and versions.
+
+    A run with probes (``--probe_fraction`` > 0) adds ``forgetting``: the measures of
+    `ader_tf.continual.forgetting` on its accuracy matrix so far.
+    """
     mean = {k: float(np.mean([r[k] for r in rows])) if rows else float("nan") for k in MEAN_KEYS}
+    timed = ("train_seconds", "selection_seconds", "test_seconds")
+    if config.probe_fraction:
+        timed += ("probe_seconds",)
     summary = {
         "run": config.run_name,
         "method": config.method,
         "cycles_completed": len(rows),
         "mean": mean,
         "per_cycle": [{k: r[k] for k in ("cycle",) + MEAN_KEYS} for r in rows],
-        "seconds": {
-            k: float(sum(r[k] for r in rows))
-            for k in ("train_seconds", "selection_seconds", "test_seconds")
-        },
+        "seconds": {k: float(sum(r.get(k, 0.0) for r in rows)) for k in timed},
         "config": config.to_dict(),
         "fingerprint": config.fingerprint(),
         "versions": versions(),
     }
+    if config.probe_fraction:
+        from ader_tf.continual.forgetting import forgetting_summary
+
+        summary["forgetting"] = forgetting_summary(probe_rows(rows))
     write_json_atomic(path, summary)
     return summary
 
@@ -162,6 +175,51 @@ def write_plot(path: str, rows: list[dict[str, Any]], title: str) -> None:
         ax.set_ylabel(f"{label} (%)")
         ax.set_title(f"{title}: {label}")
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write_accuracy_heatmap(path: str, matrix: list[dict[str, Any]], title: str) -> None:
+    """accuracy_matrix.png: probe Recall@20 by cycle (rows) and period (columns).
+
+    Each cell is annotated in percent; the just-learned cells (period = cycle - 1) are
+    outlined, so past periods lie left of them and later ones right.
+    """
+    if not matrix:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from ader_tf.io_utils import atomic_path
+
+    cycles = sorted({int(r["cycle"]) for r in matrix})
+    periods = list(range(max(int(r["period"]) for r in matrix) + 1))
+    grid = np.full((len(cycles), len(periods)), np.nan)
+    for r in matrix:
+        grid[cycles.index(int(r["cycle"])), int(r["period"])] = 100 * float(r["recall20"])
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 0.55 * len(periods)),
+                                    max(3.0, 1.5 + 0.45 * len(cycles))))
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto",
+                      vmin=np.nanmin(grid), vmax=np.nanmax(grid))
+    for i, cycle in enumerate(cycles):
+        for j in periods:
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if grid[i, j] < np.nanmean(grid) else "black")
+        if cycle - 1 in periods:
+            ax.add_patch(Rectangle((cycle - 1.5, i - 0.5), 1, 1, fill=False, edgecolor="red",
+                                   linewidth=1.5))
+    ax.set_xticks(periods)
+    ax.set_yticks(range(len(cycles)), [str(c) for c in cycles])
+    ax.set_xlabel("probe period")
+    ax.set_ylabel("after cycle")
+    ax.set_title(f"{title}\nprobe Recall@20 (%); just-learned period outlined", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.04)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -2,8 +2,9 @@
 
 ``run(config)`` is the whole product's main job; ``main.py`` only parses flags into a Config.
 Each cycle: its data -> the method's objective -> the learner trains with early stopping ->
-test -> exemplars -> the method's end of cycle -> outputs. What differs between backbones is
-the learner's (`ader_tf.continual.learners`), what differs between methods the method's
+test (and, with --probe_fraction, every period's probe) -> exemplars -> the method's end of
+cycle -> outputs. What differs between backbones is the learner's
+(`ader_tf.continual.learners`), what differs between methods the method's
 (`ader_tf.continual.methods`). Every output is written atomically and ``state.json`` records
 finished cycles, so a killed run started again with the same command continues with the
 first unfinished cycle and, with the same seed, writes the same metrics.
@@ -27,13 +28,24 @@ from ader_tf.continual.artifacts import (
     RunStateError,
     as_stored,
     cannot_resume,
+    write_accuracy_matrix_csv,
     write_config,
     write_metrics_csv,
 )
 from ader_tf.continual.exemplar_memory import ExemplarMemory
+from ader_tf.continual.forgetting import MEASURES, forgetting_summary
 from ader_tf.continual.learners import RunContext, TrainingDivergedError, make_learner
 from ader_tf.continual.methods import CycleContext, KeptObjects, make_method
-from ader_tf.continual.reporting import RunLog, cycle_row, peak_rss_gb, write_plot, write_summary
+from ader_tf.continual.probes import evaluate_probes
+from ader_tf.continual.reporting import (
+    RunLog,
+    cycle_row,
+    peak_rss_gb,
+    probe_rows,
+    write_accuracy_heatmap,
+    write_plot,
+    write_summary,
+)
 from ader_tf.continual.workers import (
     COLLECTIVE_ERRORS,
     WorkerLostError,
@@ -81,6 +93,7 @@ class ContinualRunner:
         self.data = ContinualData(
             resolve_period_dir(config.dataset, config.data_dir), maxlen=config.maxlen,
             valid_portion=config.valid_portion, seed=config.random_seed,
+            probe_fraction=config.probe_fraction,
         )
         self.num_cycles = self.data.num_cycles
         if config.cycles:
@@ -174,6 +187,7 @@ class ContinualRunner:
             test = self.learner.test(cycle, data)
         test_seconds = time.time() - t0
         self.runlog.line(test.log_line(training.best_epoch, "test"))
+        probes, probe_seconds = self._probe(cycle, data, training.best_epoch)
 
         self.on_phase(cycle, "selection")
         t0 = time.time()
@@ -187,12 +201,44 @@ class ContinualRunner:
         row = cycle_row(cycle, data.max_item, test, training, lam, kept,
                         (training.seconds, selection_seconds, test_seconds),
                         self.runlog.current_lines())
+        if self.data.probe_fraction:
+            # Kept in the cycle's record, so a resumed run writes the same matrix.
+            row["probes"] = probes
+            row["probe_seconds"] = round(probe_seconds, 2)
         with self.writer.as_default(step=cycle):
             for k in _TEST_METRICS:
                 tf.summary.scalar(f"test/{k}", row[k])
+            self._probe_scalars(row)
         log.info("cycle %d: test Recall@20 %.4f MRR@20 %.4f (best epoch %d of %d)", cycle,
                  test.recall20, test.mrr20, training.best_epoch, training.epochs_run)
         return row
+
+    def _probe(self, cycle: int, data: CycleData,
+               best_epoch: int) -> tuple[list[dict[str, Any]], float]:
+        """The model of ``cycle`` on every period's probe: the accuracy matrix's rows of the
+        cycle and the seconds they took (none without --probe_fraction)."""
+        if not self.data.probe_fraction:
+            return [], 0.0
+        t0 = time.time()
+        with self.learner.stop_if_not_finite(cycle, "probe evaluation", best_epoch):
+            probes = evaluate_probes(self.learner, self.data, cycle, data.max_item)
+        seconds = time.time() - t0
+        log.info("cycle %d: %d probes (%d examples) evaluated in %.2fs", cycle, len(probes),
+                 sum(p["probe_examples"] for p in probes), seconds)
+        return probes, seconds
+
+    def _probe_scalars(self, row: dict[str, Any]) -> None:
+        """TensorBoard: the cycle's probe metrics per period and the forgetting measures of
+        the matrix so far (inside the writer's default context, step = cycle)."""
+        for probe in row.get("probes", []):
+            for k in ("recall20", "mrr20"):
+                tf.summary.scalar(f"probe/period_{probe['period']}/{k}", probe[k])
+        if "probes" not in row:
+            return
+        measures = forgetting_summary(probe_rows(self.state.cycles) + row["probes"])
+        for k in MEASURES:
+            if measures[k] is not None:
+                tf.summary.scalar(f"forgetting/{k}", measures[k])
 
     def _end_cycle(self, cycle: int, data: CycleData, prev: dict | None) -> int:
         """After testing: selects the exemplars if the method keeps them, then runs the
@@ -274,6 +320,11 @@ class ContinualRunner:
         write_metrics_csv(self.paths.file("metrics.csv"), rows)
         summary = write_summary(self.paths.file("summary.json"), self.config, rows)
         write_plot(self.paths.file("metrics.png"), rows, self.config.run_name)
+        if self.data.probe_fraction:
+            matrix = probe_rows(rows)
+            write_accuracy_matrix_csv(self.paths.file("accuracy_matrix.csv"), matrix)
+            write_accuracy_heatmap(self.paths.file("accuracy_matrix.png"), matrix,
+                                   self.config.run_name)
         if final:
             self.runlog.finish_run(summary, seconds)
         return summary

@@ -24,6 +24,7 @@ from ader_tf.random_streams import RandomStreams
 # A learner's declaration (name, options, checks) is read without TensorFlow, as by `--help`:
 # what needs it is imported inside the functions that use it.
 if TYPE_CHECKING:
+    import numpy as np
     import tensorflow as tf
 
     from ader_tf.continual.artifacts import RunPaths, RunState
@@ -78,7 +79,7 @@ class RunContext:
         """The run's named random streams (see `ader_tf.random_streams`)."""
         return RandomStreams(self.config.random_seed)
 
-    def seed(self, cycle: int, purpose: str, *index: int) -> int:
+    def seed(self, cycle: int, purpose: str, *index: int | str) -> int:
         """A TensorFlow/Keras seed for one random choice of ``cycle``, named by its purpose."""
         return self.streams.tf_seed(purpose, cycle, *index)
 
@@ -159,6 +160,30 @@ class Learner:
 
     def test(self, cycle: int, data: CycleData) -> Metrics:
         """The model's metrics on ``data.test``."""
+        return self.evaluate(cycle, data.test, data.max_item)
+
+    def evaluate(self, cycle: int, examples: Examples, max_item: int,
+                 probes: bool = False) -> Metrics:
+        """The metrics of the model of ``cycle`` on any examples over items 1..``max_item``
+        (see `target_ranks`)."""
+        from ader_tf.evaluation import metrics_from_ranks
+
+        return metrics_from_ranks(self.target_ranks(cycle, examples, max_item, probes))
+
+    def target_ranks(self, cycle: int, examples: Examples, max_item: int,
+                     probes: bool = False) -> np.ndarray:
+        """How many items the model of ``cycle`` scores above each example's target.
+
+        Args:
+            cycle: The cycle whose model ranks.
+            examples: What to rank, filtered to items the cycle knows (a test set, probes).
+            max_item: The largest item the cycle knows; items 1..max_item are ranked.
+            probes: True where ``examples`` are the periods' probes, False for the cycle's
+                test set: a learner that draws at random (kNN ties) keys its stream with it.
+
+        Returns:
+            int64 [len(examples)], 0-based ranks in the order of ``examples``.
+        """
         raise NotImplementedError
 
     def export(self, cycle: int) -> None:

@@ -6,14 +6,16 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from ader_tf.continual.learners.base import Learner, Training
 from ader_tf.options import Option, positive
 
 # What needs TensorFlow (or pandas) is imported where it is used, so that --help needs neither.
 if TYPE_CHECKING:
     from ader_tf.data.cycles import CycleData
+    from ader_tf.data.examples import Examples
     from ader_tf.data.periods import Sessions
-    from ader_tf.evaluation import Metrics
 
 #: The session-kNN backbones this learner serves.
 KNN_MODELS = ("sknn", "vsknn")
@@ -69,7 +71,7 @@ class KNNLearner(Learner):
             periods = list(range(max(0, cycle - self.config.knn_window), cycle))
         else:
             periods = [cycle - 1]
-        parts = [self.run.data.sessions(p) for p in periods]
+        parts = [self.run.data.training_sessions(p) for p in periods]  # probes never kept
         exemplars = self.run.exemplars()
         if method.keeps_exemplars and exemplars is not None and len(exemplars):
             parts.insert(0, sessions_from_examples(exemplars))
@@ -87,10 +89,10 @@ class KNNLearner(Learner):
         log.info("cycle %d: %s remembers %d sessions", cycle, cfg.model, len(memory))
         return Training(0, 0, time.time() - t0)
 
-    def test(self, cycle: int, data: CycleData) -> Metrics:
-        from ader_tf.evaluation import metrics_from_ranks
-
-        ranks = self.knn.target_ranks(data.test, data.max_item,
-                                      batch_size=max(self.config.test_batch, 512),
-                                      seed=self.run.seed(cycle, "knn_ties"))
-        return metrics_from_ranks(ranks)
+    def target_ranks(self, cycle: int, examples: Examples, max_item: int,
+                     probes: bool = False) -> np.ndarray:
+        # Probes break ties from a stream of their own, so the test set's draws stay the same.
+        index = ("probes",) if probes else ()
+        return self.knn.target_ranks(examples, max_item,
+                                     batch_size=max(self.config.test_batch, 512),
+                                     seed=self.run.seed(cycle, "knn_ties", *index))

@@ -16,6 +16,7 @@ from ader_tf.models.factory import build_model
 # the checkpoints, the data pipeline, evaluation) is imported inside the methods that use it.
 if TYPE_CHECKING:
     from ader_tf.data.cycles import CycleData
+    from ader_tf.data.examples import Examples
     from ader_tf.evaluation import Metrics
 
 log = logging.getLogger(__name__)
@@ -180,11 +181,13 @@ class NeuralLearner(Learner):
     def restore_best(self, cycle: int, epoch: int) -> None:
         self.keeper.restore(cycle, epoch)
 
-    def test(self, cycle: int, data: CycleData) -> Metrics:
-        from ader_tf.evaluation import evaluate
+    def target_ranks(self, cycle: int, examples: Examples, max_item: int,
+                     probes: bool = False) -> np.ndarray:
+        from ader_tf.evaluation import evaluate_ranks
 
-        return evaluate(self.model.predict_logits, data.test, self.config.test_batch,
-                        self.run.bar_label("Testing"))
+        # The model scores items 1..max_item already (set when the cycle started).
+        return evaluate_ranks(self.model.predict_logits, examples, self.config.test_batch,
+                              self.run.bar_label("Probes" if probes else "Testing"))
 
     # --- export ------------------------------------------------------------------------
 
