@@ -80,7 +80,13 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
     from ader_tf.errors import AderError, print_error
-    from ader_tf.tuning import TuneSettings, tune, write_best
+
+    try:
+        from ader_tf.tuning import TuneSettings, tune, write_best
+    except ModuleNotFoundError as e:
+        if e.name != "optuna":
+            raise
+        raise app.UsageError("tuning needs Optuna: pip install -e '.[tune]'") from e
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
