@@ -29,5 +29,9 @@ setup(
     # pytest < 9.2: with 9.2, pytest-xdist (3.8) no longer applies xdist_group marks, and the
     # test modules sharing a trained run would each train it once per worker (tests/conftest.py
     # stops such a run).
-    extras_require={"test": ["pytest>=8,<9.2", "pytest-xdist", "ruff", "hypothesis"]},
+    # optuna: python -m ader_tf.tune. 4.9 names the heartbeat callbacks as used here; the
+    # journal storage's heartbeat (ader_tf.tuning) builds on an interface Optuna keeps private.
+    extras_require={"tune": ["optuna>=4.9,<6"],
+                    "test": ["pytest>=8,<9.2", "pytest-xdist", "ruff", "hypothesis",
+                             "optuna>=4.9,<6"]},
 )

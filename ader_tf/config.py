@@ -69,7 +69,7 @@ GENERAL_DEFAULTS: dict[str, Any] = {"lambda_": 0.8, "batch_size": 256}
 #: options follow under their plug-in's heading.
 FIELD_GROUPS: dict[str, tuple[str, ...]] = {
     "run": ("dataset", "save_dir", "data_dir", "results_dir", "cycles", "random_seed",
-            "progress", "export_saved_models", "export_k", "probe_fraction"),
+            "progress", "export_saved_models", "export_k", "probe_fraction", "warm_start"),
     "method": ("method", "finetune", "dropout", "ewc", "joint", "disable_distillation",
                "lambda_", "fix_lambda", "ewc_sample_num"),
     "exemplars": ("exemplar_size", "selection", "equal_exemplar"),
@@ -169,6 +169,12 @@ class Config:
         "test set stays whole. 0 = the paper's protocol, no probe.")
     model: str = _option("sasrec", "Backbone: sasrec (the paper's), gru4rec, stamp, stmp, or the "
                          "untrained session-kNN sknn / vsknn.")
+    warm_start: str = _option(
+        "", "A finished run's folder (relative to --results_dir, or absolute) whose first cycle "
+        "this run starts from instead of training it: its best checkpoint is copied, then cycle "
+        "1's test, exemplars and the method's end of cycle run as usual. Its first cycle must "
+        "have trained as this run's would (same data, seed and settings but the method's "
+        "own; python -m ader_tf.tune makes such runs).")
     # Filled in, not given: the fields that took their dataset's default (see DATASET_DEFAULTS).
     dataset_defaults: tuple[str, ...] = dataclasses.field(default=(), metadata={"flag": False})
     # The plug-ins' own options (see `ader_tf.options`): those that differ from their default

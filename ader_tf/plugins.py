@@ -133,7 +133,13 @@ def validate_plugins(config: Config) -> None:
         known[name].validate(value)
     method = METHODS[config.method]
     method.check_config(config)
-    LEARNERS[learner_name(config)].check_config(config, method)
+    learner = LEARNERS[learner_name(config)]
+    learner.check_config(config, method)
+    if config.warm_start and not method.shares_first_cycle:
+        raise ValueError(f"--warm_start: --method={config.method} measures what it keeps while "
+                         "cycle 1 trains, so it trains its first cycle itself")
+    if config.warm_start and not learner.warm_starts:
+        raise ValueError(f"--warm_start: --model={config.model} trains nothing to start from")
     owners_of = option_owners()
     for name in config.options:
         owners = owners_of[name]

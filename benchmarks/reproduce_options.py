@@ -43,6 +43,9 @@ class ReproduceOptions:
                                              "multi_string")
     extra_flags: tuple[str, ...] = _option((), "More flags for main.py (e.g. "
                                            "--hidden_units=64).", "list")
+    tuned: str = _option("", "A tuned file (python -m ader_tf.tune): each main.py run gets "
+                         "--tuned=FILE, so methods run with their tuned values (flags in "
+                         "--extra_flags win); runs are named <method>-tuned-seed<s>.")
     run: bool = _option(True, "Run missing cycles (false: only rebuild the tables).")
     records_dir: str = _option(
         os.path.join(REPO, "benchmarks", "records"),
@@ -54,6 +57,8 @@ class ReproduceOptions:
         # Flags give lists; tuples keep the options hashable and unchanged once built.
         for name in ("methods", "models", "seeds", "reference_log", "extra_flags"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.tuned:  # main.py runs in the repository's folder
+            object.__setattr__(self, "tuned", os.path.abspath(self.tuned))
         unknown = set(self.methods) - set(RUN_METHODS)
         if unknown:
             raise ValueError(

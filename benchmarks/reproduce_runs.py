@@ -21,7 +21,15 @@ import time
 
 from ader_tf.io_utils import atomic_path, write_json_atomic
 from ader_tf.report import read_metrics_csv
-from benchmarks.registry import PAPER_MODEL, applies, dataset_flags, method_flags, model_flags
+from ader_tf.tuned import tuned_values
+from benchmarks.registry import (
+    PAPER_MODEL,
+    RUN_METHODS,
+    applies,
+    dataset_flags,
+    method_flags,
+    model_flags,
+)
 from benchmarks.reproduce_options import REPO, ReproduceOptions
 
 # What a record keeps of a run: its config, per-cycle metrics, means, process timings and
@@ -39,8 +47,10 @@ Span = tuple[int, int, dict]
 
 def run_name(options: ReproduceOptions, method: str, seed: str,
              model: str = PAPER_MODEL) -> str:
-    """``[<model>-]<method>[-e<epochs>]-seed<seed>``: main.py's --save_dir for the run."""
+    """``[<model>-]<method>[-e<epochs>][-tuned]-seed<seed>``: main.py's --save_dir for the
+    run (``-tuned`` with ``--tuned``: its values differ from the paper's defaults)."""
     suffix = "" if options.paper_length else f"-e{options.num_epochs}"
+    suffix += "-tuned" if options.tuned else ""
     prefix = "" if model == PAPER_MODEL else f"{model}-"  # SASRec keeps the published names
     return f"{prefix}{method}{suffix}-seed{seed}"
 
@@ -90,13 +100,21 @@ def cycles_asked(options: ReproduceOptions) -> int:
 
 def command(options: ReproduceOptions, method: str, seed: str,
             model: str = PAPER_MODEL) -> list[str]:
-    """The main.py command line of one run."""
+    """The main.py command line of one run.
+
+    With ``--tuned``, the dataset's paper settings that the file tunes for the method are
+    left to it (given on the command line, they would win over it).
+    """
+    tuned = (tuned_values(options.tuned, options.dataset, RUN_METHODS[method][0])
+             if options.tuned else {})
+    dataset = [f for f in dataset_flags(options.dataset) if f[2:].split("=")[0] not in tuned]
     return [sys.executable, os.path.join(REPO, "main.py"), f"--dataset={options.dataset}",
             f"--save_dir={run_name(options, method, seed, model)}",
             f"--data_dir={options.data_dir}", f"--results_dir={options.results_dir}",
             f"--cycles={options.cycles}", f"--num_epochs={options.num_epochs}",
             f"--random_seed={seed}", "--noprogress", *model_flags(model),
-            *dataset_flags(options.dataset), *method_flags(method), *options.extra_flags]
+            *dataset, *method_flags(method),
+            *([f"--tuned={options.tuned}"] if options.tuned else []), *options.extra_flags]
 
 
 def finished(options: ReproduceOptions, method: str, seed: str,

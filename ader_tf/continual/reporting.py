@@ -22,7 +22,7 @@ def cycle_row(cycle: int, max_item: int, test: Any, training: Any, lam: float, k
         cycle: The cycle.
         max_item: The items it knew.
         test: Its test `Metrics`.
-        training: Its `Training` (epochs run, best epoch).
+        training: Its `Training` (epochs run, best epoch, best validation Recall@20).
         lam: The weight of the method's continual term.
         kept: Exemplars kept after it.
         seconds: Training (or memory), selection and test seconds.
@@ -37,6 +37,7 @@ def cycle_row(cycle: int, max_item: int, test: Any, training: Any, lam: float, k
         "selection_seconds": round(selection_seconds, 2),
         "test_seconds": round(test_seconds, 2), "ndcg20": test.ndcg20,
         "ndcg10": test.ndcg10, "max_item": max_item, "log_lines": log_lines,
+        "valid_recall20": training.valid_recall20,
     }
 
 

@@ -46,6 +46,7 @@ from ader_tf.continual.reporting import (
     write_plot,
     write_summary,
 )
+from ader_tf.continual.warm_start import source_folder
 from ader_tf.continual.workers import (
     COLLECTIVE_ERRORS,
     WorkerLostError,
@@ -73,7 +74,8 @@ class ContinualRunner:
             training epoch, ``"selection"`` before the exemplars are chosen,
             ``"exemplars_saved"`` after they are written and before the method's end-of-cycle
             files, ``"export"`` before the SavedModel export, ``"outputs_written"`` after the
-            metrics files and before state.json. None: nothing is called.
+            metrics files and before state.json, ``"finished"`` after state.json (the cycle
+            is done; its row is ``state.last``). None: nothing is called.
     """
 
     def __init__(self, config: Config,
@@ -180,7 +182,14 @@ class ContinualRunner:
         data = self.learner.start_cycle(cycle, data)
         if self.learner.trains:
             lam = self._set_objective(cycle, data, prev)
-        training = self.learner.train(cycle, data)
+        if cycle == 1 and self.config.warm_start:
+            source = source_folder(self.config)
+            training = self.learner.warm_start(cycle, data, source)
+            self.runlog.line(f"Cycle 1 taken from {source} (best epoch {training.best_epoch} "
+                             f"of {training.epochs_run}), not trained")
+            log.info("cycle 1: started from the best epoch of %s instead of training", source)
+        else:
+            training = self.learner.train(cycle, data)
 
         t0 = time.time()
         with self.learner.stop_if_not_finite(cycle, "test", training.best_epoch):
@@ -313,6 +322,7 @@ class ContinualRunner:
             self.on_phase(cycle, "outputs_written")
             self.state.save(self.paths.file("state.json"))  # last: its presence = cycle done
             self.runlog.finish_cycle()
+            self.on_phase(cycle, "finished")
         return self._write_outputs(final=True, seconds=time.time() - started)
 
     def _write_outputs(self, final: bool = False, seconds: float | None = None) -> dict:

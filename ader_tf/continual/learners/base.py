@@ -90,11 +90,13 @@ class RunContext:
 
 @dataclasses.dataclass(frozen=True)
 class Training:
-    """How a cycle's training went: epochs run, the best (restored) one, and seconds."""
+    """How a cycle's training went: epochs run, the best (restored) one, seconds, and the best
+    epoch's validation Recall@20 (None where nothing is validated)."""
 
     epochs_run: int
     best_epoch: int
     seconds: float
+    valid_recall20: float | None = None
 
 
 class Learner:
@@ -104,11 +106,14 @@ class Learner:
         name: The learner's name (see `ader_tf.continual.learners.learner_name`).
         trains: Whether its model is trained (False: nothing to train, no objective).
         exports: Whether a SavedModel is exported after each cycle.
+        warm_starts: Whether it can start cycle 1 from another run's checkpoint
+            (`warm_start`, ``--warm_start``).
     """
 
     name: ClassVar[str] = ""
     trains: ClassVar[bool] = True
     exports: ClassVar[bool] = True
+    warm_starts: ClassVar[bool] = False
     #: This learner's own options (flags refused with other learners).
     options: ClassVar[tuple[Option, ...]] = ()
     #: The flags that choose this learner, for messages ("--model=sknn/vsknn").
@@ -146,6 +151,12 @@ class Learner:
 
     def train_epoch(self, cycle: int, epoch: int, data: CycleData) -> dict[str, float]:
         """Trains one epoch; returns its loss terms."""
+        raise NotImplementedError
+
+    def warm_start(self, cycle: int, data: CycleData, source: str) -> Training:
+        """Takes the best model of ``cycle`` from the finished run in folder ``source``
+        instead of training it (the model ready as `start_cycle` left it); returns that
+        run's `Training` of the cycle, with no seconds spent here."""
         raise NotImplementedError
 
     def validate(self, cycle: int, epoch: int, data: CycleData) -> Metrics:
@@ -220,7 +231,7 @@ class Learner:
                 if bad_epochs >= cfg.stop:
                     break
         self.restore_best(cycle, best_epoch)
-        return Training(epoch, best_epoch, time.time() - t0)
+        return Training(epoch, best_epoch, time.time() - t0, best_perf if best_epoch else None)
 
     def _log_epoch(self, cycle: int, epoch: int, losses: dict[str, float], valid: Metrics,
                    seconds: float) -> None:

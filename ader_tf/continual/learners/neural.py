@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ader_tf.continual.learners.base import Learner
+from ader_tf.continual.learners.base import Learner, Training
 from ader_tf.models.factory import build_model
 
 # A learner's declaration is read without TensorFlow, as by `--help`: what needs it (Keras,
@@ -38,6 +38,7 @@ class NeuralLearner(Learner):
 
     name: ClassVar[str] = "neural"
     chosen_by: ClassVar[str] = "--model=sasrec/gru4rec/stamp/stmp"
+    warm_starts: ClassVar[bool] = True
 
     # --- model lifecycle -------------------------------------------------------------
 
@@ -143,6 +144,25 @@ class NeuralLearner(Learner):
                 f"{prefix}: the teacher does not hold this checkpoint's weights ({e})"
             ) from e
         return self._teacher
+
+    def warm_start(self, cycle: int, data: CycleData, source: str) -> Training:
+        """Restores the best epoch of ``source``'s cycle (model and optimizer, checked value
+        by value) and keeps it as this run's own checkpoint of the cycle, which the teacher
+        and a resumed run read."""
+        from ader_tf.continual.artifacts import CheckpointKeeper, RunPaths, RunStateError
+        from ader_tf.continual.warm_start import first_cycle_record
+
+        record = first_cycle_record(self.config, source, cycle)
+        if int(record["max_item"]) != data.max_item:
+            raise RunStateError(f"{source}: its cycle {cycle} knew {record['max_item']} items, "
+                                f"this run's knows {data.max_item}: other period files")
+        best = int(record["best_epoch"])
+        CheckpointKeeper(RunPaths(source), self.keeper.checkpoint,
+                         checked=self.model.encoder).restore(cycle, best)
+        self.save_best(cycle, best)
+        valid = record.get("valid_recall20")
+        return Training(int(record["epochs_run"]), best, 0.0,
+                        None if valid is None else float(valid))
 
     def set_objective(self, objective: Any) -> None:
         with self.run.strategy.scope():  # objectives may create variables (their metrics)

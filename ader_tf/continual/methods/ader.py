@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ader_tf.continual.methods.base import CycleContext, Method, adaptive_lambda
+from ader_tf.search_space import FloatRange
 
 # The objectives are imported where they are built, so that --help needs no TensorFlow.
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ class ADER(Method):
     keeps_exemplars = True
     replays_exemplars = True
     uses_teacher = True
+    # The base of the adaptive weight (the paper's 0.8, 1.0 on YOOCHOOSE).
+    search_space = (FloatRange("lambda_", 0.05, 5.0, log=True),)
 
     def weight(self, ctx: CycleContext) -> float:
         if ctx.previous is None:

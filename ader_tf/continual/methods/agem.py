@@ -22,6 +22,8 @@ class AGEM(Method):
     name = "agem"
     keeps_exemplars = True
     replays_exemplars = True
+    # Nothing to tune: its one setting is the memory, the same budget for every method.
+    search_space = ()
 
     @classmethod
     def check_config(cls, config: Any) -> None:

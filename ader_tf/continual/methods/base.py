@@ -11,6 +11,7 @@ import numpy as np
 
 from ader_tf.options import Option
 from ader_tf.random_streams import RandomStreams
+from ader_tf.search_space import Param
 
 # A method's declaration (name, options, checks) is read without TensorFlow, as by `--help`:
 # what needs it (the objectives) is imported inside the functions that build them.
@@ -116,6 +117,12 @@ class Method:
         uses_teacher: Gets the previous cycle's frozen model as ``ctx.teacher``.
         options: This method's own options (flags refused with other methods); it reads
             them from the config by name.
+        search_space: What ``python -m ader_tf.tune`` tunes for it (`ader_tf.search_space`):
+            ranges of its options or of the Config fields it reads; empty: nothing to tune.
+        shares_first_cycle: Its first cycle trains as every method with its dropout setting
+            does (cross-entropy, nothing measured along the way), so it can start from the
+            checkpoint of another run's first cycle (``--warm_start``) and then do its own
+            end of cycle (exemplars, importance) from there.
     """
 
     name: ClassVar[str] = ""
@@ -126,6 +133,8 @@ class Method:
     plain_loss: ClassVar[bool] = False
     uses_teacher: ClassVar[bool] = False
     options: ClassVar[tuple[Option, ...]] = ()
+    search_space: ClassVar[tuple[Param, ...]] = ()
+    shares_first_cycle: ClassVar[bool] = True
 
     def __init__(self, config: Any) -> None:
         from ader_tf.objectives import CrossEntropy

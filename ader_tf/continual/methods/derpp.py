@@ -9,6 +9,7 @@ import numpy as np
 from ader_tf.continual.methods.base import CycleContext, Method, refuse_flags
 from ader_tf.io_utils import DamagedFileError, load_checked_npz, save_checked_npz
 from ader_tf.options import non_negative, positive
+from ader_tf.search_space import FloatRange
 
 # What needs TensorFlow is imported where it is used, so that --help needs none.
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ class DERPP(Method):
         positive("derpp_top_k", 100, "DER++: scores stored per exemplar (the k-th bounds the "
                  "rest)."),
     )
+    search_space = (FloatRange("derpp_alpha", 0.05, 5.0, log=True),
+                    FloatRange("derpp_beta", 0.05, 5.0, log=True))
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

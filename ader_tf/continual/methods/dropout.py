@@ -10,3 +10,4 @@ class Dropout(Method):
 
     name = "dropout"
     plain_loss = True
+    search_space = ()  # no weight of its own: nothing to tune

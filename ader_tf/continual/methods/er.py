@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from ader_tf.continual.methods.ader import ADER
 from ader_tf.continual.methods.base import CycleContext
+from ader_tf.search_space import FloatRange
 
 # The objectives are imported where they are built, so that --help needs no TensorFlow.
 if TYPE_CHECKING:
@@ -20,6 +21,8 @@ class ER(ADER):
 
     name = "er"
     uses_teacher = False
+    # The base of the adaptive weight of the replay term, as ADER's.
+    search_space = (FloatRange("lambda_", 0.05, 5.0, log=True),)
 
     def exemplar_term(self, ctx: CycleContext) -> Objective:
         from ader_tf.objectives import Replay

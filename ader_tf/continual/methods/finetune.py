@@ -11,3 +11,4 @@ class Finetune(Method):
     name = "finetune"
     trains_with_dropout = False
     plain_loss = True
+    search_space = ()  # no weight of its own: nothing to tune

@@ -11,3 +11,4 @@ class Joint(Method):
     name = "joint"
     retrains_from_scratch = True
     plain_loss = True
+    search_space = ()  # no weight of its own: nothing to tune

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from ader_tf.continual.methods.base import CycleContext, Method
 from ader_tf.options import positive
+from ader_tf.search_space import FloatRange
 
 # The objectives are imported where they are built, so that --help needs no TensorFlow.
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ class LwF(Method):
     uses_teacher = True
     options = (positive("lwf_temperature", 2.0,
                         "LwF: distillation temperature (the paper's T = 2)."),)
+    search_space = (FloatRange("lambda_", 0.01, 10.0, log=True),)
 
     def weight(self, ctx: CycleContext) -> float:
         return 0.0 if ctx.previous is None else self.config.lambda_

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ader_tf.continual.methods.base import CycleContext, Method
 from ader_tf.continual.methods.ewc import importance_sample, penalty_objective
+from ader_tf.search_space import FloatRange
 
 # What needs TensorFlow is imported where it is used, so that --help needs none.
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ class MAS(Method):
 
     name = "mas"
     trains_with_dropout = False
+    # Its importance is on another scale than EWC's Fisher and sums over cycles: at the shared
+    # 0.8 the penalty is far too rigid, so the range reaches far down.
+    search_space = (FloatRange("lambda_", 1e-4, 10.0, log=True),)
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

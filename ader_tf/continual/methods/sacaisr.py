@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ader_tf.continual.methods.base import CycleContext, Method, refuse_distribution
 from ader_tf.options import Option, in_range, non_negative
+from ader_tf.search_space import FloatRange
 
 # What needs TensorFlow is imported where it is used, so that --help needs none.
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class SACAISR(Method):
         in_range("sacaisr_decay", 0.9, "SA-CAISR: factor on the smoothed Fisher information "
                  "after each epoch.", 0, 1),
     )
+    search_space = (FloatRange("sacaisr_alpha", 0.1, 20.0, log=True),
+                    FloatRange("sacaisr_max_p", 0.0, 0.95))
 
     @classmethod
     def check_config(cls, config: Any) -> None:

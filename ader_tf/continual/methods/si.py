@@ -12,6 +12,7 @@ import numpy as np
 from ader_tf.continual.methods.base import CycleContext, Method, refuse_distribution
 from ader_tf.objectives import Objective
 from ader_tf.options import positive
+from ader_tf.search_space import FloatRange
 
 # TensorFlow (and what needs it) is imported inside the functions that use it, so that --help
 # needs none; `Objective`, the interface `PathIntegral` implements, needs none.
@@ -156,6 +157,10 @@ class SI(Method):
     trains_with_dropout = False
     options = (positive("si_damping", 1e-3, "SI: damping xi of the importance "
                         "w / (dtheta^2 + xi) (the authors' 1e-3)."),)
+    search_space = (FloatRange("lambda_", 1e-3, 1e3, log=True),)
+    # Its importance is measured along cycle 1's training path, which no checkpoint holds: a
+    # run of SI trains its first cycle itself.
+    shares_first_cycle = False
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

@@ -1,0 +1,128 @@
+"""Tuning on the tiny sample: the objective reads validation only, processes share a journal
+study without running a trial twice, and a killed process's trial is failed and run again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from ader_tf.continual.learners.neural import NeuralLearner
+from ader_tf.evaluation import Metrics
+from ader_tf.io_utils import read_json
+from ader_tf.tuned import tuned_values
+from ader_tf.tuning import RUNS_OF, Objective, TrialSeededSampler, TuneSettings
+from tests.conftest import REPO_ROOT
+from tests.helpers import TINY
+
+# The tiny run's flags for the command line (one epoch per cycle).
+TINY_FLAGS = [f"--{k}={v}" for k, v in {**TINY, "num_epochs": 1}.items()
+              if k not in ("progress", "export_saved_models")] + ["--noprogress"]
+
+
+def _tune(tiny_data_dir: str, tmp_path, study: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "ader_tf.tune", "--method=ewc", "--dataset=sample",
+            f"--data_dir={tiny_data_dir}", f"--results_dir={tmp_path / 'runs'}",
+            f"--storage=journal:{tmp_path / 'study.journal'}", f"--study_name={study}",
+            f"--tuned_out={tmp_path / 'tuned.json'}", "--tune_cycles=2", *TINY_FLAGS, *extra]
+
+
+def _study(tmp_path, name: str) -> optuna.Study:
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "study.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def test_objective_reads_validation_never_test(tiny_data_dir, tmp_path, monkeypatch):
+    """Test metrics are poisoned (Recall@20 = 5); the objective must be the mean of the
+    tuning cycles' best validation Recall@20, as the runs validated it."""
+    validated: dict[tuple[str, int], list[float]] = {}
+    validate = NeuralLearner.validate
+
+    def recording_validate(self, cycle, epoch, data):
+        metrics = validate(self, cycle, epoch, data)
+        validated.setdefault((self.run.paths.root, cycle), []).append(metrics.recall20)
+        return metrics
+
+    def poisoned_test(self, cycle, data):
+        return Metrics(5.0, 5.0, 5.0, 5.0, len(data.test), 5.0, 5.0)
+
+    monkeypatch.setattr(NeuralLearner, "validate", recording_validate)
+    monkeypatch.setattr(NeuralLearner, "test", poisoned_test)
+    base = {**TINY, "dataset": "sample", "data_dir": tiny_data_dir,
+            "results_dir": str(tmp_path / "runs")}
+    settings = TuneSettings(method="ewc", trials=1, storage="journal:unused", study_name="t",
+                            tune_cycles=(2,), prune=False)
+    study = optuna.create_study(direction="maximize", sampler=TrialSeededSampler(0, 10))
+    study.optimize(Objective(base, settings), n_trials=1)
+
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE
+    (folder,) = trial.user_attrs["runs"]
+    assert trial.value == max(validated[(folder, 2)]) == trial.user_attrs["valid_recall20"][0]
+    rows = read_json(os.path.join(folder, "state.json"))["cycles"]
+    assert [row["recall20"] for row in rows] == [5.0, 5.0]  # the runs did test, poisoned
+    # Cycle 1 came from the shared run: this trial did not validate it.
+    assert (folder, 1) not in validated and rows[0]["train_seconds"] == 0.0
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_journal_study(tiny_data_dir, tmp_path):
+    command = _tune(tiny_data_dir, tmp_path, "two", "--trials=4")
+    started = time.time()
+    procs = [subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=1500)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    print(f"two processes, 4 trials: {time.time() - started:.0f} s")
+
+    trials = _study(tmp_path, "two").get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 4
+    # No other trial than a surplus one (two processes starting one trial too many at once).
+    assert all(t.user_attrs.get("surplus") for t in trials if t not in finished)
+    assert len({t.params["lambda_"] for t in finished}) == 4
+    assert len({t.user_attrs["runs"][0] for t in finished}) == 4
+    assert len({t.user_attrs["process"] for t in finished}) == 2  # both took part
+    # The shared first cycle was trained once, by one of them.
+    assert sum(out.count("training the shared first cycle") for out in outputs) == 1
+    best = max(finished, key=lambda t: t.value if t.value is not None else -1)
+    assert tuned_values(str(tmp_path / "tuned.json"), "sample", "ewc") == best.params
+    entry = read_json(str(tmp_path / "tuned.json"))["methods"]["ewc"]
+    assert entry["study_name"] == "two" and entry["trials"]["complete"] == 4
+    assert {"date", "command", "git_revision", "storage", "objective_name"} <= set(entry)
+
+
+@pytest.mark.slow
+def test_a_killed_process_trial_is_failed_and_run_again(tiny_data_dir, tmp_path):
+    command = _tune(tiny_data_dir, tmp_path, "kill", "--trials=2", "--heartbeat_interval=1",
+                    "--grace_period=5")
+    first_run = tmp_path / "runs" / "sample-tune-kill-t0-seed0"
+    victim = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 900
+    while not (first_run / "config.json").exists():  # trial 0's run has started
+        assert victim.poll() is None and time.time() < deadline
+        time.sleep(0.5)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=1500)
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials = _study(tmp_path, "kill").get_trials()
+    assert trials[0].state == TrialState.FAIL
+    retried = [t for t in trials if t.user_attrs.get(RUNS_OF) == 0 and t.number != 0]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].params == trials[0].params
+    assert retried[0].user_attrs["runs"] == [str(first_run)]  # it continued trial 0's folder
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 2
+    assert len(read_json(str(first_run / "state.json"))["cycles"]) == 2
