@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -54,3 +59,22 @@ def test_constructor_validation() -> None:
     ):
         with pytest.raises(ValueError, match=message):
             GRU4RecEncoder(5, **kwargs)
+
+
+def test_forward_pass_logs_no_onednn_bool_notice() -> None:
+    """TensorFlow's C++ log would print an error-level notice ("oneDNN supports DT_BOOL only on
+    platforms with AVX-512") at the first forward pass if a bool tensor went through oneDNN's
+    transpose; a user can do nothing about it, so the encoder transposes ids instead. Run in a
+    fresh process, so the C++ log (printed once per process) is this pass's own."""
+    script = textwrap.dedent("""
+        import numpy as np
+        from tests.helpers import tiny_gru4rec_encoder
+        encoder = tiny_gru4rec_encoder()
+        print(encoder(np.array([[0, 1, 2], [3, 4, 0]], np.int32), training=True).shape)
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=300, check=True)
+    assert "(2, 8)" in result.stdout
+    assert "DT_BOOL" not in result.stderr, result.stderr

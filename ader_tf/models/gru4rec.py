@@ -185,7 +185,9 @@ class GRU4RecEncoder(SessionEncoder):
         # Leading all-padding columns would leave every state at zero: dropping them is exact.
         item_ids = trim_left_padding(tf.cast(item_ids, tf.int32)[:, -self.maxlen :])
         batch, width = tf.shape(item_ids)[0], tf.shape(item_ids)[1]
-        is_item = tf.transpose(tf.not_equal(item_ids, 0))[:, :, None]  # [L, B, 1]
+        # Transposed as ids, not as booleans: oneDNN's transpose of a bool tensor falls back
+        # to Eigen with an error-level notice on CPUs without AVX-512 (same values).
+        is_item = tf.not_equal(tf.transpose(item_ids), 0)[:, :, None]  # [L, B, 1]
         x = tf.gather(self.input_embeddings, item_ids)
         x = self.input_dropout(x, training=training)
         x = tf.transpose(x, [1, 0, 2])  # time-major [L, B, d]
