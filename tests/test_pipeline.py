@@ -1,5 +1,8 @@
 """tf.data batches: trimmed width keeps absolute positions, exemplar rows, seeding."""
 
+import gc
+import weakref
+
 import numpy as np
 
 from ader_tf.data.examples import Examples
@@ -103,3 +106,21 @@ def test_datasets_run_without_autotuning(rng):
     for dataset in (training_dataset(train, 16, 0), evaluation_dataset(train, 16)):
         assert dataset.options().autotune.enabled is False
         assert sum(len(t) for _, t in dataset) == 40
+
+
+def test_a_dataset_keeps_its_examples_only_while_it_lives(rng):
+    """TensorFlow keeps what `from_generator` is given for as long as the graph a dataset is
+    built in; built eagerly, for the whole process. The examples a dataset reads must be
+    freed with it, or every cycle's examples stay in memory until the run ends (issue #36)."""
+    train = _examples(rng, 40)
+    inputs = weakref.ref(train.inputs)
+    dataset = training_dataset(train, 16, 0, _examples(rng, 9))  # 3 rows a batch
+    assert sum(len(t) for _, t in dataset) == 40 + 9
+    assert sum(len(t) for _, t in dataset) == 40 + 9  # iterable again while it lives
+    iterator = iter(evaluation_dataset(train, 16))  # the iterator keeps its dataset
+    del dataset, train
+    gc.collect()
+    assert sum(len(t) for _, t in iterator) == 40
+    del iterator
+    gc.collect()
+    assert inputs() is None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import glob
 import json
 import os
 import re
 import shutil
+import weakref
 
 import numpy as np
 import pytest
@@ -14,9 +17,10 @@ import tensorflow as tf
 
 from ader_tf.continual.artifacts import RunStateError
 from ader_tf.continual.runner import ContinualRunner, TrainingDivergedError, run
+from ader_tf.data.sample import write_sample_dataset
 from ader_tf.evaluation import NonFiniteError
 from ader_tf.plugins import make_config
-from tests.helpers import METHOD_FLAGS, TINY
+from tests.helpers import METHOD_FLAGS, TINY, TINY_SAMPLE
 from tests.helpers import metrics_rows as _rows
 from tests.helpers import tiny_config as _config
 
@@ -205,6 +209,44 @@ def test_teacher_holds_the_previous_cycles_best_weights(data_dir, tmp_path):
     kernel.assign(kernel + 1.0)
     with pytest.raises(RunStateError, match="differ from the checkpoint"):
         runner.learner.teacher(last)
+
+
+def test_cycles_leave_neither_their_examples_nor_new_functions_behind(tmp_path):
+    """What a cycle builds is freed by the next ones (issue #36: live memory grew every cycle).
+
+    Every cycle's examples are freed (datasets once kept theirs until the process ended), and
+    TensorFlow's function library holds as many functions after every cycle from the second
+    on: the objective of cycle 2 is kept, and a model rebuilt for larger item tables replaces
+    the old one's functions rather than adding to them.
+    """
+    from tensorflow.python.eager import context
+
+    data_dir = str(tmp_path / "data")  # the tiny sample over six periods: five cycles
+    write_sample_dataset(os.path.join(data_dir, "sample"),
+                         dataclasses.replace(TINY_SAMPLE, num_periods=6))
+    examples, functions, tables = [], [], []
+
+    def after(cycle, phase):
+        if phase == "finished":
+            gc.collect()
+            functions.append(len(context.context().list_function_names()))
+            tables.append(runner.model.encoder.num_items)
+
+    # Exact tables: the model is rebuilt in every cycle that brings new items.
+    runner = ContinualRunner(_config(data_dir, tmp_path / "run", table_growth=1.0),
+                             on_phase=after)
+    start_cycle = runner.learner.start_cycle
+
+    def noting_start_cycle(cycle, data):
+        examples.append(weakref.ref(data.train.inputs))
+        return start_cycle(cycle, data)
+
+    runner.learner.start_cycle = noting_start_cycle
+    runner.run()
+    gc.collect()
+    assert len(set(tables[1:])) > 1, tables  # rebuilt after cycle 2
+    assert functions[1:] == [functions[1]] * 4, (functions, tables)
+    assert [ref() is None for ref in examples] == [True] * 5
 
 
 def test_exemplar_quota_is_respected(data_dir, tmp_path):
