@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ader_tf.data.cycles import ContinualData  # noqa: E402
 from ader_tf.data.periods import Sessions  # noqa: E402
-from ader_tf.models.sknn import SessionKNN, _ranks_from_sparse  # noqa: E402
+from ader_tf.models.sknn import SessionKNN  # noqa: E402
 
 flags.DEFINE_string("data_dir", "data", "Folder with <dataset>/period_*.txt.")
 flags.DEFINE_string("dataset", "DIGINETICA", "Dataset folder name.")
@@ -38,16 +38,10 @@ def main(argv: list[str]) -> None:
     cycle = data.cycle(FLAGS.cycle)
     memory = Sessions.concatenate([data.training_sessions(p) for p in range(FLAGS.cycle)])
     knn = SessionKNN(k=100, sample_size=500, sequential=True).fit(memory)
-    targets = np.asarray(cycle.test.targets, dtype=np.int64)
-    above, ties = [], []
-    for lo in range(0, len(targets), 512):
-        hi = min(lo + 512, len(targets))
-        scores = knn._sparse_scores(np.asarray(cycle.test.inputs[lo:hi]))[:, : cycle.max_item + 1]
-        a, t = _ranks_from_sparse(scores, targets[lo:hi], cycle.max_item)
-        above.append(a)
-        ties.append(t)
-    above, ties = np.concatenate(above), np.concatenate(ties)
-    random_ranks = above + np.random.default_rng(FLAGS.seed).integers(0, ties + 1)
+    above = np.concatenate([batch_above for _, _, batch_above, _ in
+                            knn.batch_rank_counts(cycle.test, cycle.max_item)])
+    random_ranks = knn.target_ranks(cycle.test, cycle.max_item, seed=FLAGS.seed)
+
     def recall20(ranks: np.ndarray) -> float:
         return round(100 * float(np.mean(ranks < 20)), 2)
 

@@ -36,6 +36,7 @@ Choices that differ from session-rec, all documented where they are made:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -275,6 +276,19 @@ class SessionKNN:
             batch_size: rows scored at once.
             seed: seed of the tie-breaking.
         """
+        rng = np.random.default_rng(seed)
+        ranks = np.zeros(len(examples.targets), dtype=np.int64)
+        for lo, hi, above, ties in self.batch_rank_counts(examples, max_item, batch_size):
+            ranks[lo:hi] = above + rng.integers(0, ties + 1)
+        return ranks
+
+    def batch_rank_counts(
+        self, examples: ExamplesLike, max_item: int, batch_size: int = 512
+    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """Per batch of rows ``lo:hi``: how many items 1..max_item score strictly above each
+        target, and how many others score exactly as it does (what `target_ranks` breaks at
+        random). Yields ``(lo, hi, above, ties)``.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         targets = np.asarray(examples.targets, dtype=np.int64)
@@ -283,15 +297,12 @@ class SessionKNN:
                 f"targets must be in 1..max_item={max_item}, got "
                 f"{int(targets.min())}..{int(targets.max())}"
             )
-        rng = np.random.default_rng(seed)
-        ranks = np.zeros(len(targets), dtype=np.int64)
         for lo in range(0, len(targets), batch_size):
             hi = min(lo + batch_size, len(targets))
             sc = self._sparse_scores(np.asarray(examples.inputs[lo:hi]))
             sc = sc[:, : max_item + 1] if sc.shape[1] > max_item + 1 else sc
             above, ties = _ranks_from_sparse(sc, targets[lo:hi], max_item)
-            ranks[lo:hi] = above + rng.integers(0, ties + 1)
-        return ranks
+            yield lo, hi, above, ties
 
     def _sparse_scores(self, inputs: np.ndarray) -> sp.csr_matrix:
         """Item scores as CSR [B, num_cols] (column = item id); absent entries are 0."""
