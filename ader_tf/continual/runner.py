@@ -34,7 +34,12 @@ from ader_tf.continual.artifacts import (
 )
 from ader_tf.continual.exemplar_memory import ExemplarMemory
 from ader_tf.continual.forgetting import MEASURES, forgetting_summary
-from ader_tf.continual.learners import RunContext, TrainingDivergedError, make_learner
+from ader_tf.continual.learners import (
+    RunContext,
+    Training,
+    TrainingDivergedError,
+    make_learner,
+)
 from ader_tf.continual.methods import CycleContext, KeptObjects, make_method
 from ader_tf.continual.probes import evaluate_probes
 from ader_tf.continual.reporting import (
@@ -182,21 +187,14 @@ class ContinualRunner:
         data = self.learner.start_cycle(cycle, data)
         if self.learner.trains:
             lam = self._set_objective(cycle, data, prev)
-        if cycle == 1 and self.config.warm_start:
-            source = source_folder(self.config)
-            training = self.learner.warm_start(cycle, data, source)
-            self.runlog.line(f"Cycle 1 taken from {source} (best epoch {training.best_epoch} "
-                             f"of {training.epochs_run}), not trained")
-            log.info("cycle 1: started from the best epoch of %s instead of training", source)
-        else:
-            training = self.learner.train(cycle, data)
+        training = self._train(cycle, data)
 
         t0 = time.time()
         with self.learner.stop_if_not_finite(cycle, "test", training.best_epoch):
             test = self.learner.test(cycle, data)
         test_seconds = time.time() - t0
         self.runlog.line(test.log_line(training.best_epoch, "test"))
-        probes, probe_seconds = self._probe(cycle, data, training.best_epoch)
+        probes = self._probe(cycle, data, training.best_epoch)
 
         self.on_phase(cycle, "selection")
         t0 = time.time()
@@ -210,44 +208,53 @@ class ContinualRunner:
         row = cycle_row(cycle, data.max_item, test, training, lam, kept,
                         (training.seconds, selection_seconds, test_seconds),
                         self.runlog.current_lines())
-        if self.data.probe_fraction:
-            # Kept in the cycle's record, so a resumed run writes the same matrix.
-            row["probes"] = probes
-            row["probe_seconds"] = round(probe_seconds, 2)
-        with self.writer.as_default(step=cycle):
-            for k in _TEST_METRICS:
-                tf.summary.scalar(f"test/{k}", row[k])
-            self._probe_scalars(row)
+        row.update(probes)
+        self._write_scalars(cycle, row)
         log.info("cycle %d: test Recall@20 %.4f MRR@20 %.4f (best epoch %d of %d)", cycle,
                  test.recall20, test.mrr20, training.best_epoch, training.epochs_run)
         return row
 
-    def _probe(self, cycle: int, data: CycleData,
-               best_epoch: int) -> tuple[list[dict[str, Any]], float]:
-        """The model of ``cycle`` on every period's probe: the accuracy matrix's rows of the
-        cycle and the seconds they took (none without --probe_fraction)."""
+    def _train(self, cycle: int, data: CycleData) -> Training:
+        """Trains the cycle, or with --warm_start takes cycle 1 from the run it names."""
+        if not (cycle == 1 and self.config.warm_start):
+            return self.learner.train(cycle, data)
+        source = source_folder(self.config)
+        training = self.learner.warm_start(cycle, data, source)
+        self.runlog.line(f"Cycle 1 taken from {source} (best epoch {training.best_epoch} "
+                         f"of {training.epochs_run}), not trained")
+        log.info("cycle 1: started from the best epoch of %s instead of training", source)
+        return training
+
+    def _probe(self, cycle: int, data: CycleData, best_epoch: int) -> dict[str, Any]:
+        """The model of ``cycle`` on every period's probe: the cycle's row entries ``probes``
+        (the accuracy matrix's rows of the cycle) and ``probe_seconds``; none without
+        --probe_fraction. Kept in the cycle's record, so a resumed run writes the same
+        matrix."""
         if not self.data.probe_fraction:
-            return [], 0.0
+            return {}
         t0 = time.time()
         with self.learner.stop_if_not_finite(cycle, "probe evaluation", best_epoch):
             probes = evaluate_probes(self.learner, self.data, cycle, data.max_item)
         seconds = time.time() - t0
         log.info("cycle %d: %d probes (%d examples) evaluated in %.2fs", cycle, len(probes),
                  sum(p["probe_examples"] for p in probes), seconds)
-        return probes, seconds
+        return {"probes": probes, "probe_seconds": round(seconds, 2)}
 
-    def _probe_scalars(self, row: dict[str, Any]) -> None:
-        """TensorBoard: the cycle's probe metrics per period and the forgetting measures of
-        the matrix so far (inside the writer's default context, step = cycle)."""
-        for probe in row.get("probes", []):
-            for k in ("recall20", "mrr20"):
-                tf.summary.scalar(f"probe/period_{probe['period']}/{k}", probe[k])
-        if "probes" not in row:
-            return
-        measures = forgetting_summary(probe_rows(self.state.cycles) + row["probes"])
-        for k in MEASURES:
-            if measures[k] is not None:
-                tf.summary.scalar(f"forgetting/{k}", measures[k])
+    def _write_scalars(self, cycle: int, row: dict[str, Any]) -> None:
+        """TensorBoard at step = cycle: the test metrics and, with probes, each period's
+        probe metrics and the forgetting measures of the matrix so far."""
+        with self.writer.as_default(step=cycle):
+            for k in _TEST_METRICS:
+                tf.summary.scalar(f"test/{k}", row[k])
+            if "probes" not in row:
+                return
+            for probe in row["probes"]:
+                for k in ("recall20", "mrr20"):
+                    tf.summary.scalar(f"probe/period_{probe['period']}/{k}", probe[k])
+            measures = forgetting_summary(probe_rows(self.state.cycles) + row["probes"])
+            for k in MEASURES:
+                if measures[k] is not None:
+                    tf.summary.scalar(f"forgetting/{k}", measures[k])
 
     def _end_cycle(self, cycle: int, data: CycleData, prev: dict | None) -> int:
         """After testing: selects the exemplars if the method keeps them, then runs the
