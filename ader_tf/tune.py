@@ -58,6 +58,12 @@ GROUPS = ["tuning", *RUN_GROUPS]
 _SET_BY_TUNING = ("cycles", "save_dir", "warm_start")
 
 
+def _as_flags(values: dict) -> str:
+    """``values`` as command-line flags (floats to 6 significant digits)."""
+    return " ".join(f"--{k}={v:.6g}" if isinstance(v, float) else f"--{k}={v}"
+                    for k, v in values.items())
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -65,9 +71,11 @@ def main(argv: list[str]) -> int:
     if given:
         raise app.UsageError(f"--{sorted(given)[0]} is set by tuning for each trial's runs "
                              "(--tune_cycles says how far they go)")
+    from ader_tf.plugins import make_config
+
     try:
-        config, _ = cli.config_from_flags(FLAGS)
         base, _ = cli.values_from_flags(FLAGS)
+        config = make_config(**base)
     except ValueError as e:
         raise app.UsageError(str(e)) from e
     if "export_saved_models" not in cli.given_flags(FLAGS):
@@ -107,15 +115,12 @@ def main(argv: list[str]) -> int:
         return print_error(e)
     for trial in study.get_trials(deepcopy=False):
         value = "-" if trial.value is None else f"{trial.value:.4f}"
-        params = " ".join(f"--{k}={v:.6g}" if isinstance(v, float) else f"--{k}={v}"
-                          for k, v in trial.params.items())
-        print(f"trial {trial.number:3d} {trial.state.name.lower():8s} {value:>7s}  {params}")
+        print(f"trial {trial.number:3d} {trial.state.name.lower():8s} {value:>7s}  "
+              f"{_as_flags(trial.params)}")
     if entry is None:
         print(f"{study_name}: no trial completed; nothing written to {tuned_out}")
         return 1
-    values = " ".join(f"--{k}={v:.6g}" if isinstance(v, float) else f"--{k}={v}"
-                      for k, v in entry["values"].items())
-    print(f"{study_name}: best trial {entry['best_trial']}: {values}: "
+    print(f"{study_name}: best trial {entry['best_trial']}: {_as_flags(entry['values'])}: "
           f"{entry['objective_name']} {entry['objective']:.4f} "
           f"({entry['trials']['complete']} complete, {entry['trials']['pruned']} pruned); "
           f"written to {tuned_out}")
