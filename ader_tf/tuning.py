@@ -289,10 +289,9 @@ def _file_lock(path: str) -> Iterator[None]:
 
 
 def _cycles_done(folder: str) -> int:
-    from ader_tf.io_utils import read_json
+    from ader_tf.continual.artifacts import RunState
 
-    path = os.path.join(folder, "state.json")
-    return len(read_json(path).get("cycles", [])) if os.path.isfile(path) else 0
+    return len(RunState.finished_cycles(folder))
 
 
 def _run(config: Config, on_phase: Callable[[Any, int, str], None] | None = None) -> Any:

@@ -15,6 +15,15 @@ that brings new items; growth 2 rebuilds about log2(last / first items) times.
 Printed: a table of live GB and table rows per cycle and setting, then one JSON line with, per
 setting, the live GB after the first and the last cycle, the mean growth per cycle after the
 first, and its ratio to the first setting's. `--out` also writes that JSON.
+
+A live stream (`--stream_periods=30`): the built-in sample's generator writes a click log of
+that many weekly periods (plus the first test period); `python -m preprocessing` makes the
+first two period files from it, then each week is appended (`--append`) and the run resumed
+(`main.py`'s resume, in a fresh process as a deployment re-runs it) to train that week's
+cycle. Per appended week: live GB after the cycle and the process's peak RSS. Then one process
+runs the same periods from the start, all cycles in a row (a stream served by one long-lived
+process), live GB after each. The stream uses the run's default `--table_growth` unless
+`--growth` is given (then its first value).
 """
 
 from __future__ import annotations
@@ -26,8 +35,12 @@ import sys
 import tempfile
 
 from absl import app, flags
+from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ader_tf.data.sample import SAMPLE_PERIOD_DAYS  # noqa: E402  (after the path above)
+from ader_tf.plugins import make_config  # noqa: E402
 
 _DATASET = flags.DEFINE_string("dataset", "sample", "Dataset (as main.py's --dataset).")
 _DATA_DIR = flags.DEFINE_string("data_dir", "data", "Folder with <dataset>/period_*.txt.")
@@ -35,7 +48,11 @@ _CYCLES = flags.DEFINE_integer("cycles", 0, "Cycles per run (0 = all).")
 _EPOCHS = flags.DEFINE_integer("num_epochs", 1, "Training epochs per cycle.")
 _GROWTH = flags.DEFINE_list("growth", ["1", "2"], "The --table_growth values compared.")
 _OUT = flags.DEFINE_string("out", None, "Also write the JSON summary here.")
+_STREAM = flags.DEFINE_integer(
+    "stream_periods", 0, "Instead: a live stream of this many appended weekly periods (0 = off).")
 _CHILD = flags.DEFINE_float("child", None, "Internal: run one setting and print its rows.")
+_CHILD_RESULTS = flags.DEFINE_string("child_results_dir", None,
+                                     "Internal: the child's results folder (kept to resume).")
 
 _ROW = "MEMORY_ROW "
 
@@ -56,9 +73,9 @@ def _run_child(growth: float) -> None:
     from ader_tf.continual.runner import ContinualRunner
     from ader_tf.plugins import make_config
 
-    with tempfile.TemporaryDirectory() as results_dir:
+    with tempfile.TemporaryDirectory() as scratch:
         config = make_config(dataset=_DATASET.value, data_dir=_DATA_DIR.value,
-                        results_dir=results_dir, cycles=_CYCLES.value,
+                        results_dir=_CHILD_RESULTS.value or scratch, cycles=_CYCLES.value,
                         num_epochs=_EPOCHS.value, export_saved_models=False, progress=False,
                         table_growth=growth)
 
@@ -75,16 +92,31 @@ def _run_child(growth: float) -> None:
         runner.run()
 
 
-def _run_setting(growth: str) -> list[dict]:
-    """The rows of one setting, run in a fresh Python process."""
+def _run_setting(growth: str, dataset: str | None = None, data_dir: str | None = None,
+                 results_dir: str | None = None) -> tuple[list[dict], float]:
+    """The rows of one setting, run in a fresh Python process, and that process's peak RSS in GB.
+
+    With `results_dir` the run's folder is kept there, so the next call resumes it.
+    """
+    dataset, data_dir = dataset or _DATASET.value, data_dir or _DATA_DIR.value
     command = [sys.executable, os.path.abspath(__file__), f"--child={growth}",
-               f"--dataset={_DATASET.value}", f"--data_dir={_DATA_DIR.value}",
+               f"--dataset={dataset}", f"--data_dir={data_dir}",
                f"--cycles={_CYCLES.value}", f"--num_epochs={_EPOCHS.value}"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the run with --table_growth={growth} failed:\n{done.stderr[-3000:]}")
-    return [json.loads(line[len(_ROW):]) for line in done.stdout.splitlines()
-            if line.startswith(_ROW)]
+    if results_dir:
+        command.append(f"--child_results_dir={results_dir}")
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        # wait4 gives this child's own peak RSS (getrusage's children figure is the max over all).
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if child.returncode != 0:
+            raise RuntimeError(f"the run with --table_growth={growth} failed:\n"
+                               f"{err.read()[-3000:]}")
+        rows = [json.loads(line[len(_ROW):]) for line in out.read().splitlines()
+                if line.startswith(_ROW)]
+    return rows, usage.ru_maxrss / 1e6  # ru_maxrss is in KB on Linux
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -95,15 +127,69 @@ def _summary(rows: list[dict]) -> dict:
             "gb_per_cycle_after_first": round(per_cycle, 4), "table_rebuilds": rebuilds}
 
 
+def _preprocess(raw_path: str, output_dir: str, append: bool) -> None:
+    """`python -m preprocessing` on the generated click log, as the README's shop walk runs it."""
+    command = [sys.executable, "-m", "preprocessing", f"--dataset={raw_path}",
+               f"--output_dir={output_dir}"]
+    command += ["--append"] if append else [
+        "--session_column=session_id", "--item_column=item_id", "--time_column=timestamp",
+        f"--period_days={SAMPLE_PERIOD_DAYS}"]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=root)
+    if done.returncode != 0:
+        raise RuntimeError(f"preprocessing failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+def _stream(weeks: int, growth: str) -> dict:
+    """Appends weekly periods one at a time, resuming the run after each; then one process."""
+    from ader_tf.data.sample import SampleConfig, write_sample_click_log
+
+    sample = SampleConfig(num_periods=weeks + 1)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = os.path.join(scratch, "clicks.csv")
+        data_dir, results = os.path.join(scratch, "data"), os.path.join(scratch, "results")
+        for week in tqdm(range(1, weeks + 1), desc="appended weeks", unit="week"):
+            write_sample_click_log(raw, sample, periods=range(week + 1))
+            _preprocess(raw, os.path.join(data_dir, "STREAM"), append=week > 1)
+            cycle_rows, peak = _run_setting(growth, "STREAM", data_dir, results)
+            if len(cycle_rows) != 1:
+                raise RuntimeError(f"week {week}: expected one new cycle, got {len(cycle_rows)}")
+            rows.append({**cycle_rows[0], "peak_gb": round(peak, 3)})
+        print("one process over the same periods ...", flush=True)
+        one_process, one_peak = _run_setting(growth, "STREAM", data_dir)
+    print("cycle  max_item  rows  resumed: live GB, peak GB  one process: live GB")
+    for row, whole in zip(rows, one_process):
+        print(f"{row['cycle']:>5}  {row['max_item']:>8}  {row['table_items']:>4}  "
+              f"{row['live_gb']:>16.3f} {row['peak_gb']:>8.3f}  {whole['live_gb']:>20.3f}")
+    resumed = _summary(rows)
+    resumed["peak_gb_max"] = max(r["peak_gb"] for r in rows)
+    resumed["peak_gb_first"] = rows[0]["peak_gb"]
+    whole = {**_summary(one_process), "peak_gb": round(one_peak, 3)}
+    return {"stream_periods": weeks, "table_growth": float(growth), "num_epochs": _EPOCHS.value,
+            "resumed_per_week": resumed, "one_process": whole,
+            "rows": [{**r, "one_process_live_gb": w["live_gb"]}
+                     for r, w in zip(rows, one_process)]}
+
+
 def main(argv: list[str]) -> None:
     del argv
     if _CHILD.value is not None:
         _run_child(_CHILD.value)
         return
+    if _STREAM.value:
+        growth = (_GROWTH.value[0] if flags.FLAGS["growth"].present
+                  else str(make_config().table_growth))
+        result = _stream(_STREAM.value, growth)
+        print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
+        if _OUT.value:
+            with open(_OUT.value, "w") as f:
+                json.dump(result, f, indent=2)
+        return
     runs = {}
     for growth in _GROWTH.value:
         print(f"--table_growth={growth} ...", flush=True)
-        runs[growth] = _run_setting(growth)
+        runs[growth], _ = _run_setting(growth)
     header = "cycle  max_item  " + "  ".join(f"growth {g}: rows, live GB" for g in runs)
     print(header)
     for i, row in enumerate(runs[_GROWTH.value[0]]):

@@ -1,4 +1,4 @@
-"""Writes a copy of the original ADER whose tf.Session is opened once, for all periods (issue #37).
+"""Writes a copy of the original ADER whose tf.Session is opened once, for all periods.
 
 Usage (the copy and its runs stay outside this repository; no line of the original is kept here):
 

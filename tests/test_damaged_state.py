@@ -198,6 +198,35 @@ def test_damaged_state_json_is_named(tmp_path, content, problem):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"\x00\xff\xfe\x80", "not valid JSON"),
+        (b'["a", "list"]', "not a run state"),
+        (b'{"fingerprint": "abc", "cycles": [{"cycle": 1}]}', "cycle record 1 lacks"),
+    ],
+)
+def test_another_runs_damaged_state_is_named_when_read(tmp_path, content, problem):
+    """Readers of another run's folder (a warm start, a tuning study) get the same checks."""
+    (tmp_path / "state.json").write_bytes(content)
+    with pytest.raises(RunStateError) as raised:
+        RunState.finished_cycles(str(tmp_path))
+    message = str(raised.value)
+    assert str(tmp_path / "state.json") in message and problem in message
+    assert "\n" not in message
+
+
+def test_another_runs_cycles_are_read_whatever_its_fingerprint(tmp_path):
+    assert RunState.finished_cycles(str(tmp_path)) == []
+    state = RunState("some-other-config")
+    row = {"cycle": 1, "best_epoch": 3, "max_item": 9, "mrr20": 0.1, "recall20": 0.2,
+           "mrr10": 0.1, "recall10": 0.2, "train_seconds": 1.0, "selection_seconds": 0.0,
+           "test_seconds": 0.1}
+    state.cycles.append(row)
+    state.save(str(tmp_path / "state.json"))
+    assert RunState.finished_cycles(str(tmp_path)) == [row]
+
+
 # === A whole run resumed from damaged files ===
 
 

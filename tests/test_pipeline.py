@@ -111,7 +111,7 @@ def test_datasets_run_without_autotuning(rng):
 def test_a_dataset_keeps_its_examples_only_while_it_lives(rng):
     """TensorFlow keeps what `from_generator` is given for as long as the graph a dataset is
     built in; built eagerly, for the whole process. The examples a dataset reads must be
-    freed with it, or every cycle's examples stay in memory until the run ends (issue #36)."""
+    freed with it, or every cycle's examples stay in memory until the run ends."""
     train = _examples(rng, 40)
     inputs = weakref.ref(train.inputs)
     dataset = training_dataset(train, 16, 0, _examples(rng, 9))  # 3 rows a batch

@@ -212,7 +212,7 @@ def test_teacher_holds_the_previous_cycles_best_weights(data_dir, tmp_path):
 
 
 def test_cycles_leave_neither_their_examples_nor_new_functions_behind(tmp_path):
-    """What a cycle builds is freed by the next ones (issue #36: live memory grew every cycle).
+    """What a cycle builds is freed by the next ones (live memory once grew every cycle).
 
     Every cycle's examples are freed (datasets once kept theirs until the process ended), and
     TensorFlow's function library holds as many functions after every cycle from the second

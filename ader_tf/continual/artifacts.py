@@ -244,6 +244,26 @@ class RunState:
             )
         return RunState(fingerprint, list(data["cycles"]))
 
+    @staticmethod
+    def finished_cycles(folder: str) -> list[dict[str, Any]]:
+        """The finished cycles' records of the run in ``folder`` (none if it has no state),
+        whatever its config: for readers of another run's folder, which never resume it.
+
+        Raises:
+            RunStateError: naming the file, when it is damaged.
+        """
+        path = os.path.join(folder, "state.json")
+        if not os.path.isfile(path):
+            return []
+        try:
+            data = read_json(path)
+        except ValueError as e:
+            raise RunStateError(str(e)) from e
+        problem = _state_problem(data)
+        if problem:
+            raise RunStateError(f"{path}: {problem}")
+        return list(data["cycles"])
+
     def save(self, path: str) -> None:
         write_json_atomic(path, {"fingerprint": self.fingerprint,
                                  "random_streams": STREAMS_VERSION, "cycles": self.cycles})

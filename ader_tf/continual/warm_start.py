@@ -72,7 +72,7 @@ def first_cycle_record(config: Config, folder: str, cycle: int = 1) -> dict[str,
         RunStateError: naming the folder, when it holds no finished first cycle or one that
             trained otherwise.
     """
-    from ader_tf.continual.artifacts import RunStateError
+    from ader_tf.continual.artifacts import RunState, RunStateError
     from ader_tf.io_utils import read_json
 
     if cycle != 1:
@@ -83,7 +83,7 @@ def first_cycle_record(config: Config, folder: str, cycle: int = 1) -> dict[str,
         raise RunStateError(f"{folder}: --warm_start names no run with a finished first cycle "
                             "(no state.json and config.json there)")
     try:
-        cycles = read_json(state_path).get("cycles") or []
+        cycles = RunState.finished_cycles(folder)
         source = config_from_stored(read_json(config_path))
     except ValueError as e:
         raise RunStateError(f"{folder}: --warm_start cannot read the run there ({e})") from e
