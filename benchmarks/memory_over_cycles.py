@@ -22,7 +22,8 @@ first two period files from it, then each week is appended (`--append`) and the 
 (`main.py`'s resume, in a fresh process as a deployment re-runs it) to train that week's
 cycle. Per appended week: live GB after the cycle and the process's peak RSS. Then one process
 runs the same periods from the start, all cycles in a row (a stream served by one long-lived
-process), live GB after each. The stream uses the run's default `--table_growth` unless
+process), live GB after each, and its metrics.csv is compared with the resumed stream's (they
+must be the same). The stream uses the run's default `--table_growth` unless
 `--growth` is given (then its first value).
 """
 
@@ -140,6 +141,19 @@ def _preprocess(raw_path: str, output_dir: str, append: bool) -> None:
         raise RuntimeError(f"preprocessing failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
+def _same_metrics(first: str, second: str) -> bool:
+    """Whether two results folders' runs have the same per-cycle figures (times aside)."""
+    import pandas as pd
+
+    from ader_tf.continual.artifacts import METRIC_COLUMNS
+
+    timed = {"train_seconds", "selection_seconds", "test_seconds", "cpu_seconds", "peak_rss_gb"}
+    figures = [c for c in METRIC_COLUMNS if c not in timed]
+    tables = [pd.read_csv(os.path.join(folder, "STREAM-ADER", "metrics.csv"))[figures]
+              for folder in (first, second)]
+    return tables[0].equals(tables[1])
+
+
 def _stream(weeks: int, growth: str) -> dict:
     """Appends weekly periods one at a time, resuming the run after each; then one process."""
     from ader_tf.data.sample import SampleConfig, write_sample_click_log
@@ -157,7 +171,9 @@ def _stream(weeks: int, growth: str) -> dict:
                 raise RuntimeError(f"week {week}: expected one new cycle, got {len(cycle_rows)}")
             rows.append({**cycle_rows[0], "peak_gb": round(peak, 3)})
         print("one process over the same periods ...", flush=True)
-        one_process, one_peak = _run_setting(growth, "STREAM", data_dir)
+        whole_results = os.path.join(scratch, "results-one-process")
+        one_process, one_peak = _run_setting(growth, "STREAM", data_dir, whole_results)
+        same = _same_metrics(results, whole_results)
     print("cycle  max_item  rows  resumed: live GB, peak GB  one process: live GB")
     for row, whole in zip(rows, one_process):
         print(f"{row['cycle']:>5}  {row['max_item']:>8}  {row['table_items']:>4}  "
@@ -166,8 +182,10 @@ def _stream(weeks: int, growth: str) -> dict:
     resumed["peak_gb_max"] = max(r["peak_gb"] for r in rows)
     resumed["peak_gb_first"] = rows[0]["peak_gb"]
     whole = {**_summary(one_process), "peak_gb": round(one_peak, 3)}
+    print(f"metrics.csv of the resumed stream and of the one process: "
+          f"{'the same' if same else 'DIFFERENT'}")
     return {"stream_periods": weeks, "table_growth": float(growth), "num_epochs": _EPOCHS.value,
-            "resumed_per_week": resumed, "one_process": whole,
+            "same_metrics": same, "resumed_per_week": resumed, "one_process": whole,
             "rows": [{**r, "one_process_live_gb": w["live_gb"]}
                      for r, w in zip(rows, one_process)]}
 
