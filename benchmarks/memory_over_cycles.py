@@ -72,7 +72,6 @@ def _run_child(growth: float) -> None:
     import gc
 
     from ader_tf.continual.runner import ContinualRunner
-    from ader_tf.plugins import make_config
 
     with tempfile.TemporaryDirectory() as scratch:
         config = make_config(dataset=_DATASET.value, data_dir=_DATA_DIR.value,
