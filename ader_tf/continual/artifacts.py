@@ -223,12 +223,9 @@ class RunState:
         if not os.path.isfile(path):
             return RunState(fingerprint)
         try:
-            data = read_json(path)
-        except ValueError as e:
+            data = _read_checked_state(path)
+        except RunStateError as e:
             raise RunStateError(f"{e}; {cannot_resume(os.path.dirname(path))}") from e
-        problem = _state_problem(data)
-        if problem:
-            raise RunStateError(f"{path}: {problem}; {cannot_resume(os.path.dirname(path))}")
         if data.get("fingerprint") != fingerprint:
             raise RunStateError(
                 f"{path}: this results folder holds a run with another config "
@@ -253,16 +250,7 @@ class RunState:
             RunStateError: naming the file, when it is damaged.
         """
         path = os.path.join(folder, "state.json")
-        if not os.path.isfile(path):
-            return []
-        try:
-            data = read_json(path)
-        except ValueError as e:
-            raise RunStateError(str(e)) from e
-        problem = _state_problem(data)
-        if problem:
-            raise RunStateError(f"{path}: {problem}")
-        return list(data["cycles"])
+        return list(_read_checked_state(path)["cycles"]) if os.path.isfile(path) else []
 
     def save(self, path: str) -> None:
         write_json_atomic(path, {"fingerprint": self.fingerprint,
@@ -271,6 +259,22 @@ class RunState:
     @property
     def last(self) -> dict[str, Any] | None:
         return self.cycles[-1] if self.cycles else None
+
+
+def _read_checked_state(path: str) -> dict[str, Any]:
+    """state.json's content, checked by `_state_problem`.
+
+    Raises:
+        RunStateError: naming the file and what is wrong with it.
+    """
+    try:
+        data = read_json(path)
+    except ValueError as e:
+        raise RunStateError(str(e)) from e
+    problem = _state_problem(data)
+    if problem:
+        raise RunStateError(f"{path}: {problem}")
+    return data
 
 
 def _state_problem(data: Any) -> str | None:
