@@ -19,6 +19,9 @@ from typing import Any
 DATASETS = ("DIGINETICA", "YOOCHOOSE", "sample")
 SELECTIONS = ("herding", "loss", "random", "reservoir")
 STRATEGIES = ("none", "mirrored", "multi_worker")
+#: --warm_start's value for a run's own first cycle, trained once and shared by the runs
+#: whose first cycle trains the same (`ader_tf.continual.warm_start`).
+SHARED_WARM_START = "shared"
 # The methods the original's boolean flags select; a run of one of them is fingerprinted by
 # those flags alone, so that runs started with the flags resume under --method and back.
 FLAG_METHODS = {"finetune": "finetune", "dropout": "dropout", "ewc": "ewc", "joint": "joint"}
@@ -174,7 +177,9 @@ class Config:
         "this run starts from instead of training it: its best checkpoint is copied, then cycle "
         "1's test, exemplars and the method's end of cycle run as usual. Its first cycle must "
         "have trained as this run's would (same data, seed and settings but the method's "
-        "own; python -m ader_tf.tune makes such runs).")
+        "own; python -m ader_tf.tune makes such runs). 'shared': this run's first cycle, "
+        "trained once in <results_dir>/first-cycle-<fingerprint> by the first run that needs "
+        "it, and reused by every run (of any method) whose first cycle trains the same.")
     # Filled in, not given: the fields that took their dataset's default (see DATASET_DEFAULTS).
     dataset_defaults: tuple[str, ...] = dataclasses.field(default=(), metadata={"flag": False})
     # The plug-ins' own options (see `ader_tf.options`): those that differ from their default

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from ader_tf.config import Config
+from ader_tf.config import SHARED_WARM_START, Config
 from ader_tf.continual.learners import KNN_MODELS, LEARNERS, learner_name
 from ader_tf.continual.methods import METHODS
 from ader_tf.models.factory import BACKBONE_OPTIONS
@@ -140,6 +140,10 @@ def validate_plugins(config: Config) -> None:
                          "cycle 1 trains, so it trains its first cycle itself")
     if config.warm_start and not learner.warm_starts:
         raise ValueError(f"--warm_start: --model={config.model} trains nothing to start from")
+    if config.warm_start == SHARED_WARM_START and config.distribution_strategy == "multi_worker":
+        raise ValueError("--warm_start=shared trains the first cycle in the process before the "
+                         "run; with --distribution_strategy=multi_worker, train it in a run of "
+                         "its own and give --warm_start its folder")
     owners_of = option_owners()
     for name in config.options:
         owners = owners_of[name]

@@ -13,13 +13,10 @@ the date, the command and the git revision. Importing this module imports no Ten
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-from collections.abc import Iterator
 from typing import Any
 
-from ader_tf.io_utils import read_json, write_json_atomic
+from ader_tf.io_utils import file_lock, read_json, write_json_atomic
 
 FORMAT = "ader_tf.tuned/1"
 
@@ -57,18 +54,6 @@ def tuned_values(path: str, dataset: str, method: str) -> dict[str, Any]:
     return dict(data["methods"].get(method, {}).get("values", {}))
 
 
-@contextlib.contextmanager
-def _locked(path: str) -> Iterator[None]:
-    """Holds an exclusive lock on ``path + ".lock"`` (several tuners may end at once)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".lock", "a") as lock:
-        fcntl.lockf(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.lockf(lock, fcntl.LOCK_UN)
-
-
 def record_tuned(path: str, dataset: str, method: str, entry: dict[str, Any]) -> None:
     """Writes ``entry`` (with its ``values``) as ``method``'s, keeping the other methods'.
 
@@ -77,7 +62,7 @@ def record_tuned(path: str, dataset: str, method: str, entry: dict[str, Any]) ->
     """
     if not isinstance(entry.get("values"), dict):
         raise ValueError(f"`entry` must hold a dict of values, got {entry.get('values')!r}")
-    with _locked(path):
+    with file_lock(path + ".lock"):  # several tuners may end at once
         data = read_tuned(path) if os.path.exists(path) else {
             "format": FORMAT, "dataset": dataset, "methods": {}}
         if data["dataset"] != dataset:

@@ -9,7 +9,7 @@ seeds. No test set enters it (test metrics are written by the runs, and never re
 After each tuning cycle the running mean is reported to a median pruner.
 
 Cycle 1 is the same for every trial of a seed: it is trained once, in a run of its own
-(`ader_tf.continual.warm_start.first_cycle_config`, under a file lock, so one process trains
+(`ader_tf.continual.warm_start.shared_first_cycle`, under a file lock, so one process trains
 it and the others wait), and each trial starts from its checkpoint (``--warm_start``) and
 does its own method's end of cycle 1 (exemplars, importance) from there. A method that
 measures something while cycle 1 trains (SI) trains it in every trial.
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import fcntl
 import gc
 import logging
 import math
@@ -37,8 +36,7 @@ import socket
 import subprocess
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -49,7 +47,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ader_tf.config import Config
 from ader_tf.continual.methods import METHODS
-from ader_tf.continual.warm_start import first_cycle_config
+from ader_tf.continual.warm_start import shared_first_cycle
 from ader_tf.errors import AderError
 from ader_tf.plugins import make_config
 from ader_tf.random_streams import RandomStreams
@@ -276,24 +274,6 @@ def open_study(base: dict[str, Any], settings: TuneSettings) -> optuna.Study:
 # === One trial ===
 
 
-@contextmanager
-def _file_lock(path: str) -> Iterator[None]:
-    """Holds an exclusive lock on the file ``path`` (released if the process dies)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.lockf(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.lockf(f, fcntl.LOCK_UN)
-
-
-def _cycles_done(folder: str) -> int:
-    from ader_tf.continual.artifacts import RunState
-
-    return len(RunState.finished_cycles(folder))
-
-
 def _run(config: Config, on_phase: Callable[[Any, int, str], None] | None = None) -> Any:
     """Runs (or resumes) ``config``; ``on_phase(runner, cycle, phase)``; returns the runner."""
     from ader_tf.continual.runner import ContinualRunner
@@ -316,19 +296,6 @@ def _free_models() -> None:
 
     gc.collect()
     keras.backend.clear_session()
-
-
-def shared_first_cycle(config: Config) -> str:
-    """The run folder (relative to --results_dir) of ``config``'s first cycle, trained once:
-    the first process to need it trains it, the others wait for it."""
-    first = first_cycle_config(config)
-    folder = os.path.join(config.results_dir, first.run_name)
-    with _file_lock(folder + ".lock"):
-        if not _cycles_done(folder):
-            log.info("training the shared first cycle in %s", folder)
-            _run(first)
-            _free_models()
-    return first.run_name
 
 
 def _slug(name: str) -> str:

@@ -24,7 +24,7 @@ from ader_tf.plugins import MODELS  # noqa: E402
 
 __all__ = ["DATASETS", "KNN_MODELS", "KNN_RUN_METHODS", "MODELS", "PAPER_MODEL", "VARIANTS",
            "RUN_METHODS", "applies", "dataset_flags", "method_flags", "model_flags",
-           "retrains_on_all_periods", "uses_teacher"]
+           "retrains_on_all_periods", "shares_first_cycle", "uses_teacher"]
 
 # Variants of registered methods: the paper's ablations under its names for them, and ER with
 # reservoir selection (ours).
@@ -101,3 +101,10 @@ def uses_teacher(run_method: str) -> bool:
 def retrains_on_all_periods(run_method: str) -> bool:
     """Whether the run method keeps every past period to retrain on (Joint)."""
     return METHODS[RUN_METHODS[run_method][0]].retrains_from_scratch
+
+
+def shares_first_cycle(model: str, run_method: str) -> bool:
+    """Whether the run can start from a first cycle trained once for every run that trains it
+    the same (main.py ``--warm_start=shared``): a trained backbone and a method that measures
+    nothing while cycle 1 trains."""
+    return model not in KNN_MODELS and METHODS[RUN_METHODS[run_method][0]].shares_first_cycle

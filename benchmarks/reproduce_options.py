@@ -46,6 +46,10 @@ class ReproduceOptions:
     tuned: str = _option("", "A tuned file (python -m ader_tf.tune): each main.py run gets "
                          "--tuned=FILE, so methods run with their tuned values (flags in "
                          "--extra_flags win); runs are named <method>-tuned-seed<s>.")
+    share_first_cycle: bool = _option(
+        False, "Train each seed's first cycle once for every run that trains it the same "
+        "(main.py --warm_start=shared; the runs' numbers are those of runs that train it "
+        "themselves, their wall time leaves it out but for the run that trains it).")
     run: bool = _option(True, "Run missing cycles (false: only rebuild the tables).")
     records_dir: str = _option(
         os.path.join(REPO, "benchmarks", "records"),

@@ -29,6 +29,7 @@ from benchmarks.registry import (
     dataset_flags,
     method_flags,
     model_flags,
+    shares_first_cycle,
 )
 from benchmarks.reproduce_options import REPO, ReproduceOptions
 
@@ -114,7 +115,10 @@ def command(options: ReproduceOptions, method: str, seed: str,
             f"--cycles={options.cycles}", f"--num_epochs={options.num_epochs}",
             f"--random_seed={seed}", "--noprogress", *model_flags(model),
             *dataset, *method_flags(method),
-            *([f"--tuned={options.tuned}"] if options.tuned else []), *options.extra_flags]
+            *([f"--tuned={options.tuned}"] if options.tuned else []),
+            *(["--warm_start=shared"] if options.share_first_cycle
+              and shares_first_cycle(model, method) else []),
+            *options.extra_flags]
 
 
 def finished(options: ReproduceOptions, method: str, seed: str,

@@ -17,8 +17,9 @@ from absl import app
 
 from ader_tf.io_utils import write_text_atomic
 from ader_tf.report import read_training_log
+from ader_tf.tuned import read_tuned
 from benchmarks.paper_results import load_paper_results
-from benchmarks.registry import PAPER_MODEL, applies
+from benchmarks.registry import PAPER_MODEL, RUN_METHODS, applies
 from benchmarks.reproduce_costs import (
     cpu_minutes,
     cycle_costs,
@@ -134,6 +135,86 @@ def per_cycle_table(options: ReproduceOptions) -> str:
                     cells[i] += f" (cycles {min(common)}-{max(common)})"
         name = f"mean of cycles {min(cycles)}-{max(cycles)}" if c == "mean" else c
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+#: The method every other is compared with in the seeds' table.
+REFERENCE_METHOD = "ader"
+
+
+def _per_seed(runs: dict[str, Run], seeds: list[str], cycles: list[int], key: str) -> np.ndarray:
+    """Each seed's mean of ``key`` over ``cycles``, in percent, in ``seeds`` order."""
+    return np.array([100 * np.mean([runs[s][c][key] for c in cycles]) for s in seeds])
+
+
+def _mean_sd(values: np.ndarray) -> str:
+    """"mean ± sample standard deviation" (ddof 1: a few seeds from many possible)."""
+    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
+
+
+def spread_table(options: ReproduceOptions) -> str:
+    """Each method's mean and standard deviation over the seeds, and its difference to ADER.
+
+    A method and ADER are compared over the seeds and cycles both finished. Seeds pair the
+    runs (a seed fixes the data split and, with --share_first_cycle, the very first cycle), so
+    the difference is taken seed by seed: its mean and standard deviation, and the p-value of
+    a paired t-test (two-sided). *Beyond the seeds' spread* says whether the two means lie
+    further apart than the sum of their standard deviations (their mean ± sd ranges do not
+    overlap): a difference smaller than that is one the seeds alone move.
+    """
+    from scipy import stats  # only this table needs it
+
+    reference = seed_runs(options, REFERENCE_METHOD)
+    lines = ["| method | seeds | cycles | Recall@20 mean ± sd | MRR@20 mean ± sd | Recall@20 "
+             f"minus {REFERENCE_METHOD}'s, per seed: mean ± sd | paired t-test p | beyond the "
+             "seeds' spread |", "|---" * 8 + "|"]
+    for method in options.methods:
+        runs = seed_runs(options, method)
+        seeds = [s for s in runs if s in reference]
+        if len(seeds) < 2:
+            continue
+        cycles = shared_cycles([runs[s] for s in seeds] + [reference[s] for s in seeds])
+        recall = _per_seed(runs, seeds, cycles, "recall20")
+        mrr = _per_seed(runs, seeds, cycles, "mrr20")
+        cells = [method, ",".join(seeds), _cycle_span(cycles), _mean_sd(recall), _mean_sd(mrr)]
+        if method == REFERENCE_METHOD:
+            cells += ["-", "-", "-"]
+        else:
+            theirs = _per_seed(reference, seeds, cycles, "recall20")
+            difference = recall - theirs
+            spread = recall.std(ddof=1) + theirs.std(ddof=1)
+            # No p-value for differences that do not vary (the t statistic is undefined).
+            p = (stats.ttest_rel(recall, theirs).pvalue if np.ptp(difference) > 1e-9
+                 else float("nan"))
+            cells += [f"{difference.mean():+.2f} ± {difference.std(ddof=1):.2f}",
+                      "-" if np.isnan(p) else f"{p:.3f}",
+                      "yes" if abs(recall.mean() - theirs.mean()) > spread else "no"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def tuned_table(options: ReproduceOptions) -> str:
+    """What --tuned gave each method: its values, the tuning objective, and the budget
+    (trials finished and how they ended), so that a reader sees every method had the same."""
+    entries = read_tuned(options.tuned)["methods"]
+    lines = ["| method | tuned values | validation Recall@20 of the best trial (tuning cycles) "
+             "| trials: complete / pruned / failed (random first) | tuning seeds |",
+             "|---" * 5 + "|"]
+    for method in options.methods:
+        entry = entries.get(RUN_METHODS[method][0])
+        if entry is None:
+            lines.append(f"| {method} | none (nothing to tune: the defaults) | - | - | - |")
+            continue
+        values = ", ".join(f"--{k}={v:.4g}" if isinstance(v, float) else f"--{k}={v}"
+                           for k, v in sorted(entry["values"].items()))
+        tuning, trials = entry.get("tuning", {}), entry.get("trials", {})
+        cycles = ",".join(map(str, tuning.get("tune_cycles", [])))
+        lines.append(
+            f"| {method} | {values} | {100 * entry['objective']:.2f} ({cycles}) "
+            f"| {trials.get('complete', '-')} / {trials.get('pruned', '-')} / "
+            f"{trials.get('fail', '-')} "
+            f"({tuning.get('startup_trials', '-')}) "
+            f"| {','.join(map(str, tuning.get('seeds', [])))} |")
     return "\n".join(lines)
 
 
@@ -301,6 +382,12 @@ def section(options: ReproduceOptions, invocation: str) -> str:
         "the paper's numbers are means over all 16 cycles.",
         "",
     ]
+    if options.share_first_cycle:
+        parts += [
+            "Each seed's first cycle was trained once for every method that trains it the same "
+            "(`--share_first_cycle`, main.py `--warm_start=shared`): the numbers are those of "
+            "runs that train it themselves; a run's wall time leaves it out, except for the run "
+            "that trained it.", ""]
     if options.reference_log:
         parts += [side_by_side_table(options), ""]
     elif options.models != (PAPER_MODEL,):
@@ -314,6 +401,10 @@ def section(options: ReproduceOptions, invocation: str) -> str:
         plot(options, os.path.join(figures, f"{name}.png"))
         parts += [main_table(options), "", per_cycle_table(options), "",
                   f"![{name}](figures/{name}.png)", ""]
+        if options.tuned:
+            parts += [tuned_table(options), ""]
+        if len(options.seeds) > 1 and REFERENCE_METHOD in options.methods:
+            parts += [spread_table(options), ""]
         if len(options.methods) > 1:
             parts += [cost_table(options), ""]
         if len(options.methods) == 1:

@@ -4,11 +4,14 @@ recognised and removed without touching finished files."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from ader_tf.io_utils import (
     atomic_path,
+    file_lock,
     is_unfinished_write,
     remove_unfinished_writes,
     write_text_atomic,
@@ -63,3 +66,17 @@ def test_remove_unfinished_writes_takes_only_the_temporaries(tmp_path):
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()
                   ) == sorted(kept)
     assert remove_unfinished_writes(str(tmp_path)) == []
+
+
+def test_file_lock_keeps_other_processes_out_until_released(tmp_path):
+    path = str(tmp_path / "sub" / "run.lock")  # its folder is made
+    try_lock = ("import fcntl, sys; f = open(sys.argv[1], 'a')\n"
+                "try:\n    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+                "except OSError:\n    sys.exit(3)")
+
+    def other_process_locks() -> bool:
+        return subprocess.run([sys.executable, "-c", try_lock, path]).returncode == 0
+
+    with file_lock(path):
+        assert not other_process_locks()
+    assert other_process_locks()

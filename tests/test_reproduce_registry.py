@@ -104,3 +104,21 @@ def test_the_command_of_each_recorded_run_is_built_again(recorded):
                                results_dir=args["results_dir"], cycles=int(args["cycles"]),
                                num_epochs=int(args["num_epochs"]))
     assert command(options, method, seed)[2:] == shlex.split(recorded)[2:]
+
+
+@pytest.mark.parametrize("run_method", sorted(registry.RUN_METHODS))
+def test_a_shared_first_cycle_is_asked_of_every_run_that_can_start_from_one(run_method):
+    options = ReproduceOptions(dataset="sample", share_first_cycle=True)
+    for model in registry.MODELS:
+        if not registry.applies(model, run_method):
+            continue
+        flags = command(options, run_method, "0", model)[3:]
+        shared = "--warm_start=shared" in flags
+        assert shared == registry.shares_first_cycle(model, run_method)
+        # main.py takes every command that asks (it refuses SI's and the kNN backbones').
+        chosen = [f for f in flags if f.startswith(("--model=", "--warm_start="))]
+        config = _config_of(registry.method_flags(run_method) + chosen)
+        assert config.warm_start == ("shared" if shared else "")
+    assert registry.shares_first_cycle("sasrec", run_method) == (run_method != "si")
+    assert not registry.shares_first_cycle("vsknn", run_method)
+    assert "--warm_start=shared" not in command(ReproduceOptions(dataset="sample"), run_method, "0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -218,3 +219,59 @@ def test_a_new_section_goes_before_the_history_and_an_old_one_stays_in_place(tmp
     bare = tmp_path / "bare.md"
     write_section(str(bare), "c", "body")
     assert bare.read_text() == "# Results\n\n<!-- BEGIN c -->\nbody\n<!-- END c -->\n"
+
+
+def _method_run(results_dir, method: str, seed: str, recall20: list[float]) -> None:
+    """A finished run of ``method`` (named as reproduce.py names it), MRR@20 = Recall@20 / 3."""
+    folder = results_dir / f"DIGINETICA-{method}-seed{seed}"
+    folder.mkdir(parents=True)
+    rows = "".join(f"{c},{r / 3},{r},{r / 4},{r / 2}\n" for c, r in enumerate(recall20, 1))
+    (folder / "metrics.csv").write_text("cycle,mrr20,recall20,mrr10,recall10\n" + rows)
+
+
+def test_the_spread_table_compares_each_method_with_ader_seed_by_seed(tmp_path):
+    ader = {"0": [0.50, 0.52], "1": [0.49, 0.51], "2": [0.51, 0.53]}  # means 51, 50, 52
+    for seed, recall in ader.items():
+        _method_run(tmp_path, "ader", seed, recall)
+        # Dropout: 1.1-1.3 points under ADER in every seed; Finetune: as ADER, +-1 point.
+        _method_run(tmp_path, "dropout", seed, [r - 0.011 - 0.001 * int(seed) for r in recall])
+        _method_run(tmp_path, "finetune", seed,
+                    [r + (0.01 if seed == "0" else -0.01 if seed == "1" else 0) for r in recall])
+    _method_run(tmp_path, "ewc", "0", [0.3, 0.3])  # one seed: no spread to give
+    options = _options(tmp_path, dataset="DIGINETICA", seeds=["0", "1", "2"], cycles=0,
+                       methods=["ader", "dropout", "finetune", "ewc"])
+    table = tables.spread_table(options)
+    assert _cells(table, "ader") == ["0,1,2", "1-2", "51.00 ± 1.00", "17.00 ± 0.33", "-", "-",
+                                     "-"]
+    dropout = _cells(table, "dropout")
+    assert dropout[2] == "49.80 ± 0.95" and dropout[4] == "-1.20 ± 0.10"
+    # Paired by seed the gap is clear (p < 0.01), yet smaller than the seeds' two spreads.
+    assert float(dropout[5]) < 0.01 and dropout[6] == "no"
+    finetune = _cells(table, "finetune")
+    assert finetune[4] == "+0.00 ± 1.00" and float(finetune[5]) > 0.9 and finetune[6] == "no"
+    assert "| ewc |" not in table
+    # A gap wider than both spreads is beyond them.
+    for seed, recall in ader.items():
+        _method_run(tmp_path, "joint", seed, [r + 0.03 for r in recall])
+    joint = _cells(tables.spread_table(dataclasses.replace(options, methods=["ader", "joint"])),
+                   "joint")
+    assert joint[4:] == ["+3.00 ± 0.00", "-", "yes"]  # no p-value: the gap never varies
+
+
+def test_the_tuned_table_states_each_methods_values_and_budget(tmp_path):
+    from ader_tf.tuned import record_tuned
+
+    path = str(tmp_path / "tuned.json")
+    for method, values, pruned in (("ewc", {"lambda_": 123.456}, 3),
+                                   ("derpp", {"derpp_alpha": 0.5, "derpp_beta": 1.0}, 2)):
+        record_tuned(path, "DIGINETICA", method, {
+            "values": values, "objective": 0.51234,
+            "trials": {"complete": 8 - pruned, "pruned": pruned, "fail": 1},
+            "tuning": {"tune_cycles": [2, 3], "seeds": [0], "startup_trials": 4}})
+    options = _options(tmp_path, dataset="DIGINETICA", tuned=path,
+                       methods=["ewc", "derpp", "finetune"])
+    table = tables.tuned_table(options)
+    assert _cells(table, "ewc") == ["--lambda_=123.5", "51.23 (2,3)", "5 / 3 / 1 (4)", "0"]
+    assert _cells(table, "derpp")[:3] == ["--derpp_alpha=0.5, --derpp_beta=1", "51.23 (2,3)",
+                                          "6 / 2 / 1 (4)"]
+    assert _cells(table, "finetune")[0] == "none (nothing to tune: the defaults)"

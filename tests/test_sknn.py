@@ -10,7 +10,7 @@ import pytest
 
 from ader_tf.data.examples import Examples
 from ader_tf.data.periods import Sessions
-from ader_tf.models.sknn import SessionKNN, position_weights, step_decay
+from ader_tf.models.sknn import SessionKNN, break_ties, position_weights, step_decay
 
 # Memory in time order (index = recency). Items 1..9.
 TOY = [[1, 2, 3], [2, 4], [1, 2, 5, 6], [3, 7], [8, 9]]
@@ -192,6 +192,21 @@ def test_ranks_break_ties_at_random():
         ranks, knn.target_ranks(examples, max_item=9, seed=3).reshape(n, 5))
     with pytest.raises(ValueError, match="max_item=9"):
         knn.target_ranks(Examples(examples.inputs[:1], np.array([10], np.int32)), max_item=9)
+
+
+def test_rank_counts_are_the_tie_bounds_whatever_the_batch():
+    knn = SessionKNN(k=2).fit(as_sessions(TOY))
+    targets = np.array([1, 3, 5, 4, 9], dtype=np.int32)
+    examples = Examples(padded([[1, 2]] * 5, 4), targets)
+    for batch_size in (1, 2, 512):
+        above, ties = knn.rank_counts(examples, max_item=9, batch_size=batch_size)
+        # Items 1, 2 tie on top, then 3, then 5 = 6; 4, 7, 8, 9 score 0 (see above).
+        np.testing.assert_array_equal(above, [0, 2, 3, 5, 5])
+        np.testing.assert_array_equal(ties, [1, 0, 1, 3, 3])
+    # target_ranks draws its ties from these counts: a caller holding them (a benchmark
+    # comparing rank rules) gets the same ranks without scoring twice.
+    np.testing.assert_array_equal(knn.target_ranks(examples, 9, batch_size=2, seed=7),
+                                  break_ties(above, ties, seed=7))
 
 
 # === Inputs by shape, not by type ===

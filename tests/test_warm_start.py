@@ -83,3 +83,33 @@ def test_warm_start_refuses_a_run_that_trained_otherwise(data_dir, tmp_path):
     missing = tiny_config(data_dir, tmp_path, ewc=True, warm_start="nothing-here")
     with pytest.raises(RunStateError, match="names no run with a finished first cycle"):
         ContinualRunner(missing).run()
+
+
+def test_shared_first_cycle_is_trained_once_for_the_runs_that_share_it(data_dir, tmp_path):
+    ader = tiny_config(data_dir, tmp_path, cycles=2, warm_start="shared", save_dir="ader")
+    derpp = tiny_config(data_dir, tmp_path, cycles=2, warm_start="shared", save_dir="derpp",
+                        **METHOD_FLAGS["derpp"])
+    first = first_cycle_config(ader)
+    assert first == first_cycle_config(derpp)
+    ContinualRunner(ader).run()
+    source = os.path.join(str(tmp_path), first.run_name)
+    trained = os.stat(os.path.join(source, "state.json")).st_mtime_ns
+    ContinualRunner(derpp).run()
+    # The second run started from the first one's source, which it left as it was.
+    assert os.stat(os.path.join(source, "state.json")).st_mtime_ns == trained
+    for config in (ader, derpp):
+        folder = os.path.join(str(tmp_path), config.run_name)
+        with open(os.path.join(folder, "config.json")) as f:
+            assert json.load(f)["warm_start"] == first.run_name
+        cycle1 = _state(folder)[0]
+        assert cycle1["train_seconds"] == 0.0
+        assert cycle1["valid_recall20"] == _state(source)[0]["valid_recall20"]
+    # A finished run resumed with the same command reads no source: it trains nothing again.
+    os.rename(source, source + "-moved")
+    summary = ContinualRunner(ader).run()
+    assert summary["cycles_completed"] == 2 and not os.path.exists(source)
+
+
+def test_shared_first_cycle_is_refused_to_several_workers(tmp_path):
+    with pytest.raises(ValueError, match="--warm_start=shared.*multi_worker"):
+        tiny_config("data", tmp_path, warm_start="shared", distribution_strategy="multi_worker")

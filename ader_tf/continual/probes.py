@@ -8,6 +8,8 @@ the rows into forgetting figures.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,8 @@ import numpy as np
 from ader_tf.data.cycles import ContinualData
 from ader_tf.data.examples import Examples
 from ader_tf.evaluation import metrics_from_ranks
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_probes(learner: Any, data: ContinualData, cycle: int,
@@ -48,3 +52,21 @@ def evaluate_probes(learner: Any, data: ContinualData, cycle: int,
                      "mrr20": metrics.mrr20, "ndcg20": metrics.ndcg20,
                      "probe_examples": metrics.num_examples})
     return rows
+
+
+def probe_cycle(learner: Any, data: ContinualData, cycle: int, max_item: int,
+                best_epoch: int) -> dict[str, Any]:
+    """`evaluate_probes`, timed, as entries of the cycle's metrics row: ``probes`` (its
+    accuracy-matrix rows, kept in the cycle's record so a resumed run writes the same
+    matrix) and ``probe_seconds``.
+
+    A score that is not finite stops the run as in testing (``best_epoch`` is named in the
+    message).
+    """
+    t0 = time.time()
+    with learner.stop_if_not_finite(cycle, "probe evaluation", best_epoch):
+        probes = evaluate_probes(learner, data, cycle, max_item)
+    seconds = time.time() - t0
+    log.info("cycle %d: %d probes (%d examples) evaluated in %.2fs", cycle, len(probes),
+             sum(p["probe_examples"] for p in probes), seconds)
+    return {"probes": probes, "probe_seconds": round(seconds, 2)}

@@ -1,4 +1,5 @@
-"""Human-readable outputs of a run: the original's Training_logs.txt, summary.json, a plot."""
+"""What a run reports: the original's Training_logs.txt, metrics.csv, summary.json, plots,
+the accuracy matrix and TensorBoard scalars."""
 
 from __future__ import annotations
 
@@ -6,12 +7,21 @@ import platform
 import resource
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from ader_tf.config import Config
+from ader_tf.continual.artifacts import (
+    RunPaths,
+    write_accuracy_matrix_csv,
+    write_metrics_csv,
+)
+from ader_tf.continual.forgetting import MEASURES, forgetting_summary
 from ader_tf.io_utils import write_json_atomic, write_text_atomic
 
 MEAN_KEYS = ("mrr20", "recall20", "mrr10", "recall10")
+TEST_SCALARS = ("mrr20", "recall20", "mrr10", "recall10", "ndcg20", "ndcg10")
 
 
 def cycle_row(cycle: int, max_item: int, test: Any, training: Any, lam: float, kept: int,
@@ -112,10 +122,7 @@ class RunLog:
 
 
 def versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
-
-    import ader_tf
+    import ader_tf  # the package's version; imported here as the package imports this module
 
     return {
         "ader_tf": ader_tf.__version__, "python": platform.python_version(),
@@ -150,8 +157,6 @@ def write_summary(path: str, config: Config, rows: list[dict[str, Any]]) -> dict
         "versions": versions(),
     }
     if config.probe_fraction:
-        from ader_tf.continual.forgetting import forgetting_summary
-
         summary["forgetting"] = forgetting_summary(probe_rows(rows))
     write_json_atomic(path, summary)
     return summary
@@ -225,3 +230,36 @@ def write_accuracy_heatmap(path: str, matrix: list[dict[str, Any]], title: str) 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def write_run_files(paths: RunPaths, config: Config, rows: list[dict[str, Any]]) -> dict:
+    """Rewrites the run's files from its finished cycles' rows (after each cycle, so a kill
+    leaves them complete): metrics.csv, summary.json, metrics.png and, with probes,
+    accuracy_matrix.csv and .png. Returns the summary."""
+    write_metrics_csv(paths.file("metrics.csv"), rows)
+    summary = write_summary(paths.file("summary.json"), config, rows)
+    write_plot(paths.file("metrics.png"), rows, config.run_name)
+    if config.probe_fraction:
+        matrix = probe_rows(rows)
+        write_accuracy_matrix_csv(paths.file("accuracy_matrix.csv"), matrix)
+        write_accuracy_heatmap(paths.file("accuracy_matrix.png"), matrix, config.run_name)
+    return summary
+
+
+def write_cycle_scalars(writer: Any, row: dict[str, Any],
+                        earlier_rows: list[dict[str, Any]]) -> None:
+    """TensorBoard at step = cycle: the cycle's test metrics and, with probes, each period's
+    probe metrics and the forgetting measures of the matrix so far (``earlier_rows``: the
+    finished cycles before ``row``'s)."""
+    with writer.as_default(step=row["cycle"]):
+        for k in TEST_SCALARS:
+            tf.summary.scalar(f"test/{k}", row[k])
+        if "probes" not in row:
+            return
+        for probe in row["probes"]:
+            for k in ("recall20", "mrr20"):
+                tf.summary.scalar(f"probe/period_{probe['period']}/{k}", probe[k])
+        measures = forgetting_summary(probe_rows(earlier_rows) + row["probes"])
+        for k in MEASURES:
+            if measures[k] is not None:
+                tf.summary.scalar(f"forgetting/{k}", measures[k])

@@ -28,12 +28,9 @@ from ader_tf.continual.artifacts import (
     RunStateError,
     as_stored,
     cannot_resume,
-    write_accuracy_matrix_csv,
     write_config,
-    write_metrics_csv,
 )
 from ader_tf.continual.exemplar_memory import ExemplarMemory
-from ader_tf.continual.forgetting import MEASURES, forgetting_summary
 from ader_tf.continual.learners import (
     RunContext,
     Training,
@@ -41,17 +38,15 @@ from ader_tf.continual.learners import (
     make_learner,
 )
 from ader_tf.continual.methods import CycleContext, KeptObjects, make_method
-from ader_tf.continual.probes import evaluate_probes
+from ader_tf.continual.probes import probe_cycle
 from ader_tf.continual.reporting import (
     RunLog,
     cycle_row,
     peak_rss_gb,
-    probe_rows,
-    write_accuracy_heatmap,
-    write_plot,
-    write_summary,
+    write_cycle_scalars,
+    write_run_files,
 )
-from ader_tf.continual.warm_start import source_folder
+from ader_tf.continual.warm_start import source_folder, with_shared_first_cycle
 from ader_tf.continual.workers import (
     COLLECTIVE_ERRORS,
     WorkerLostError,
@@ -65,8 +60,6 @@ from ader_tf.data.sources import resolve_period_dir
 from ader_tf.io_utils import DamagedFileError, one_line, remove_unfinished_writes
 
 log = logging.getLogger(__name__)
-
-_TEST_METRICS = ("mrr20", "recall20", "mrr10", "recall10", "ndcg20", "ndcg10")
 
 
 class ContinualRunner:
@@ -85,7 +78,10 @@ class ContinualRunner:
 
     def __init__(self, config: Config,
                  on_phase: Callable[[int, str], None] | None = None) -> None:
-        # First: a multi-worker strategy must be set up before TensorFlow runs any op.
+        # --warm_start=shared: the shared first cycle is trained (in a run of its own) before
+        # anything of this run exists; multi-worker runs, which must set up their strategy
+        # before TensorFlow runs any op, are refused the value (`ader_tf.plugins`).
+        config = with_shared_first_cycle(config)
         self.strategy = distribution_strategy(config.distribution_strategy,
                                               config.collective_timeout)
         self.role = worker_role(self.strategy)
@@ -194,7 +190,8 @@ class ContinualRunner:
             test = self.learner.test(cycle, data)
         test_seconds = time.time() - t0
         self.runlog.line(test.log_line(training.best_epoch, "test"))
-        probes = self._probe(cycle, data, training.best_epoch)
+        probes = (probe_cycle(self.learner, self.data, cycle, data.max_item,
+                              training.best_epoch) if self.data.probe_fraction else {})
 
         self.on_phase(cycle, "selection")
         t0 = time.time()
@@ -209,7 +206,7 @@ class ContinualRunner:
                         (training.seconds, selection_seconds, test_seconds),
                         self.runlog.current_lines())
         row.update(probes)
-        self._write_scalars(cycle, row)
+        write_cycle_scalars(self.writer, row, self.state.cycles)
         log.info("cycle %d: test Recall@20 %.4f MRR@20 %.4f (best epoch %d of %d)", cycle,
                  test.recall20, test.mrr20, training.best_epoch, training.epochs_run)
         return row
@@ -224,37 +221,6 @@ class ContinualRunner:
                          f"of {training.epochs_run}), not trained")
         log.info("cycle 1: started from the best epoch of %s instead of training", source)
         return training
-
-    def _probe(self, cycle: int, data: CycleData, best_epoch: int) -> dict[str, Any]:
-        """The model of ``cycle`` on every period's probe: the cycle's row entries ``probes``
-        (the accuracy matrix's rows of the cycle) and ``probe_seconds``; none without
-        --probe_fraction. Kept in the cycle's record, so a resumed run writes the same
-        matrix."""
-        if not self.data.probe_fraction:
-            return {}
-        t0 = time.time()
-        with self.learner.stop_if_not_finite(cycle, "probe evaluation", best_epoch):
-            probes = evaluate_probes(self.learner, self.data, cycle, data.max_item)
-        seconds = time.time() - t0
-        log.info("cycle %d: %d probes (%d examples) evaluated in %.2fs", cycle, len(probes),
-                 sum(p["probe_examples"] for p in probes), seconds)
-        return {"probes": probes, "probe_seconds": round(seconds, 2)}
-
-    def _write_scalars(self, cycle: int, row: dict[str, Any]) -> None:
-        """TensorBoard at step = cycle: the test metrics and, with probes, each period's
-        probe metrics and the forgetting measures of the matrix so far."""
-        with self.writer.as_default(step=cycle):
-            for k in _TEST_METRICS:
-                tf.summary.scalar(f"test/{k}", row[k])
-            if "probes" not in row:
-                return
-            for probe in row["probes"]:
-                for k in ("recall20", "mrr20"):
-                    tf.summary.scalar(f"probe/period_{probe['period']}/{k}", probe[k])
-            measures = forgetting_summary(probe_rows(self.state.cycles) + row["probes"])
-            for k in MEASURES:
-                if measures[k] is not None:
-                    tf.summary.scalar(f"forgetting/{k}", measures[k])
 
     def _end_cycle(self, cycle: int, data: CycleData, prev: dict | None) -> int:
         """After testing: selects the exemplars if the method keeps them, then runs the
@@ -325,25 +291,13 @@ class ContinualRunner:
             row["cpu_seconds"] = round(time.process_time() - cpu_start, 1)
             row["peak_rss_gb"] = peak_rss_gb()
             self.state.cycles.append(row)
-            self._write_outputs()
+            write_run_files(self.paths, self.config, self.state.cycles)
             self.on_phase(cycle, "outputs_written")
             self.state.save(self.paths.file("state.json"))  # last: its presence = cycle done
             self.runlog.finish_cycle()
             self.on_phase(cycle, "finished")
-        return self._write_outputs(final=True, seconds=time.time() - started)
-
-    def _write_outputs(self, final: bool = False, seconds: float | None = None) -> dict:
-        rows = self.state.cycles
-        write_metrics_csv(self.paths.file("metrics.csv"), rows)
-        summary = write_summary(self.paths.file("summary.json"), self.config, rows)
-        write_plot(self.paths.file("metrics.png"), rows, self.config.run_name)
-        if self.data.probe_fraction:
-            matrix = probe_rows(rows)
-            write_accuracy_matrix_csv(self.paths.file("accuracy_matrix.csv"), matrix)
-            write_accuracy_heatmap(self.paths.file("accuracy_matrix.png"), matrix,
-                                   self.config.run_name)
-        if final:
-            self.runlog.finish_run(summary, seconds)
+        summary = write_run_files(self.paths, self.config, self.state.cycles)
+        self.runlog.finish_run(summary, time.time() - started)
         return summary
 
 

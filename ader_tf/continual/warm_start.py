@@ -9,6 +9,8 @@ Dropout's, named by the fingerprint of what it trains on. A run with ``--warm_st
 such a run's folder copies its best checkpoint and then does cycle 1's test, exemplars and its
 own method's end of cycle (`NeuralLearner.warm_start`). Joint's cycle 1 is Dropout's too: its
 first cycle trains a new model on the first period alone, as every method's does.
+``--warm_start=shared`` names a run's own first cycle without naming a folder: the first run
+that needs it trains it (`shared_first_cycle`), the others start from it.
 
 A method that measures something while cycle 1 trains (SI's path integral) keeps its own
 first cycle (`Method.shares_first_cycle` False).
@@ -16,12 +18,18 @@ first cycle (`Method.shares_first_cycle` False).
 
 from __future__ import annotations
 
+import dataclasses
+import gc
+import logging
 import os
 from typing import Any
 
-from ader_tf.config import FIELD_GROUPS, Config
+from ader_tf.config import FIELD_GROUPS, SHARED_WARM_START, Config
 from ader_tf.continual.methods import METHODS
+from ader_tf.io_utils import file_lock
 from ader_tf.plugins import config_from_stored, make_config, option_owners
+
+log = logging.getLogger(__name__)
 
 #: The base fields that act only from the end of cycle 1 on: which method, its weight, and
 #: what it keeps (exemplars, importance sample).
@@ -57,6 +65,58 @@ def first_cycle_config(config: Config) -> Config:
                   export_saved_models=False)
     fingerprint = make_config(**values).fingerprint()
     return make_config(**{**values, "save_dir": f"{FIRST_CYCLE_NAME}-{fingerprint}"})
+
+
+def shared_first_cycle(config: Config) -> str:
+    """The folder (relative to ``config.results_dir``) of the finished one-cycle run
+    `first_cycle_config` gives for ``config``, trained here unless a run already has it.
+
+    Several processes may ask at once (tuners, a table's runs): a file lock beside the
+    folder lets the first train it while the others wait, then they reuse it.
+    """
+    from ader_tf.continual.artifacts import RunState
+
+    first = first_cycle_config(config)
+    folder = os.path.join(config.results_dir, first.run_name)
+    with file_lock(folder + ".lock"):
+        if not RunState.finished_cycles(folder):
+            log.info("training the shared first cycle in %s", folder)
+            run_alone(first)
+    return first.run_name
+
+
+def with_shared_first_cycle(config: Config) -> Config:
+    """``config``, or with ``--warm_start=shared`` the same config starting from its shared
+    first cycle (`shared_first_cycle`; trained first if no run has it yet).
+
+    A run that has finished its cycle 1 already does not read its source again: it only
+    gets the folder's name (which its fingerprint holds), and nothing is trained.
+    """
+    if config.warm_start != SHARED_WARM_START:
+        return config
+    from ader_tf.continual.artifacts import RunState
+
+    name = first_cycle_config(config).run_name
+    if not RunState.finished_cycles(os.path.join(config.results_dir, config.run_name)):
+        name = shared_first_cycle(config)
+    return dataclasses.replace(config, warm_start=name)
+
+
+def run_alone(config: Config) -> None:
+    """Runs (or resumes) ``config`` in this process, then drops what Keras keeps of it (the
+    process goes on to other runs)."""
+    import keras
+
+    from ader_tf.continual.runner import ContinualRunner
+
+    runner = ContinualRunner(config)
+    try:
+        runner.run()
+    finally:
+        runner.writer.close()
+    del runner
+    gc.collect()
+    keras.backend.clear_session()
 
 
 def source_folder(config: Config) -> str:

@@ -36,7 +36,6 @@ Choices that differ from session-rec, all documented where they are made:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -276,18 +275,14 @@ class SessionKNN:
             batch_size: rows scored at once.
             seed: seed of the tie-breaking.
         """
-        rng = np.random.default_rng(seed)
-        ranks = np.zeros(len(examples.targets), dtype=np.int64)
-        for lo, hi, above, ties in self.batch_rank_counts(examples, max_item, batch_size):
-            ranks[lo:hi] = above + rng.integers(0, ties + 1)
-        return ranks
+        return break_ties(*self.rank_counts(examples, max_item, batch_size), seed=seed)
 
-    def batch_rank_counts(
+    def rank_counts(
         self, examples: ExamplesLike, max_item: int, batch_size: int = 512
-    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-        """Per batch of rows ``lo:hi``: how many items 1..max_item score strictly above each
-        target, and how many others score exactly as it does (what `target_ranks` breaks at
-        random). Yields ``(lo, hi, above, ties)``.
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For each target, in ``examples`` order: how many items 1..max_item score strictly
+        above it, and how many others score exactly as it does (what `target_ranks` breaks at
+        random). Scores ``batch_size`` rows at a time.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -297,12 +292,14 @@ class SessionKNN:
                 f"targets must be in 1..max_item={max_item}, got "
                 f"{int(targets.min())}..{int(targets.max())}"
             )
+        above = np.zeros(len(targets), dtype=np.int64)
+        ties = np.zeros(len(targets), dtype=np.int64)
         for lo in range(0, len(targets), batch_size):
             hi = min(lo + batch_size, len(targets))
             sc = self._sparse_scores(np.asarray(examples.inputs[lo:hi]))
             sc = sc[:, : max_item + 1] if sc.shape[1] > max_item + 1 else sc
-            above, ties = _ranks_from_sparse(sc, targets[lo:hi], max_item)
-            yield lo, hi, above, ties
+            above[lo:hi], ties[lo:hi] = _ranks_from_sparse(sc, targets[lo:hi], max_item)
+        return above, ties
 
     def _sparse_scores(self, inputs: np.ndarray) -> sp.csr_matrix:
         """Item scores as CSR [B, num_cols] (column = item id); absent entries are 0."""
@@ -439,6 +436,12 @@ def _lookup(m: sp.csr_matrix, num_cols: int, keys: np.ndarray) -> np.ndarray:
         return np.zeros(len(keys))
     at = np.minimum(np.searchsorted(stored, keys), len(stored) - 1)
     return np.where(stored[at] == keys, m.data[at], 0.0)
+
+
+def break_ties(above: np.ndarray, ties: np.ndarray, seed: int = 0) -> np.ndarray:
+    """0-based ranks: ``above`` plus a uniformly random share of ``ties`` (seeded), so a
+    target tied with n other items takes each of the n + 1 places with equal chance."""
+    return above + np.random.default_rng(seed).integers(0, ties + 1)
 
 
 def _ranks_from_sparse(
