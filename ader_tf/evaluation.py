@@ -142,7 +142,8 @@ def evaluate_ranks(
     Args:
         logits_fn: maps ``item_ids`` [B, L] to logits over items 1..max_item (dropout off).
         examples: what to rank.
-        batch_size: rows per forward pass (does not change any result).
+        batch_size: rows per forward pass (another may round a score's last bits otherwise,
+            which moves a rank only where two scores tie to those bits).
         desc: progress bar label (None: no bar).
 
     Raises:

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from ader_tf.continual.artifacts import METRIC_COLUMNS
 from ader_tf.continual.forgetting import MATRIX_COLUMNS, forgetting_summary
-from ader_tf.continual.learners.neural import NeuralLearner
+from ader_tf.continual.learners.neural import PROBE_BATCH, NeuralLearner
 from ader_tf.continual.probes import evaluate_probes
 from ader_tf.continual.runner import ContinualRunner
 from ader_tf.data import pipeline
@@ -158,6 +158,24 @@ def test_probe_scalars_reach_tensorboard(recorded):
     assert tags["forgetting/plasticity"] == 3
     # Defined from cycle 2 on, when a period (0) was learned before the last cycle.
     assert tags["forgetting/bwt"] == tags["forgetting/average_past"] == 2
+
+
+def test_probes_are_ranked_in_larger_batches_than_the_test_set(recorded, monkeypatch):
+    from ader_tf import evaluation
+
+    runner, _ = recorded
+    sizes = []
+    rank = evaluation.evaluate_ranks
+    monkeypatch.setattr(evaluation, "evaluate_ranks",
+                        lambda fn, examples, batch, desc: sizes.append(batch)
+                        or rank(fn, examples, batch, desc))
+    examples = runner.data.probe_examples(3)[1]
+    max_item = int(runner.state.last["max_item"])
+    probe_ranks = runner.learner.target_ranks(3, examples, max_item, probes=True)
+    test_ranks = runner.learner.target_ranks(3, examples, max_item)
+    assert sizes == [PROBE_BATCH, runner.config.test_batch] and sizes[1] < PROBE_BATCH
+    # On the tiny model both batch shapes round alike.
+    np.testing.assert_array_equal(probe_ranks, test_ranks)
 
 
 class _StoppedError(Exception):
