@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import ader_tf
 from ader_tf.config import Config
 from ader_tf.continual.artifacts import (
     RunPaths,
@@ -122,8 +123,6 @@ class RunLog:
 
 
 def versions() -> dict[str, str]:
-    import ader_tf  # the package's version; imported here as the package imports this module
-
     return {
         "ader_tf": ader_tf.__version__, "python": platform.python_version(),
         "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
