@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import gc
 import logging
 import math
 import os
@@ -47,7 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ader_tf.config import Config
 from ader_tf.continual.methods import METHODS
-from ader_tf.continual.warm_start import shared_first_cycle
+from ader_tf.continual.warm_start import free_models, shared_first_cycle
 from ader_tf.errors import AderError
 from ader_tf.plugins import make_config
 from ader_tf.random_streams import RandomStreams
@@ -290,14 +289,6 @@ def _run(config: Config, on_phase: Callable[[Any, int, str], None] | None = None
     return runner
 
 
-def _free_models() -> None:
-    """Drops what Keras keeps of finished runs (a tuner makes many in one process)."""
-    import keras
-
-    gc.collect()
-    keras.backend.clear_session()
-
-
 def _slug(name: str) -> str:
     """``name`` as one folder-name part."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "study"
@@ -392,7 +383,7 @@ class Objective:
             trial.set_user_attr("diverged", e.one_line())
             raise optuna.TrialPruned(f"diverged: {e.one_line()}") from e
         finally:
-            _free_models()
+            free_models()
         for row in runner.state.cycles:  # cycles a resumed run had finished before
             take(row)
         missing = [c for c in cycles if c not in found]

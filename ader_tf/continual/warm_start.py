@@ -105,8 +105,6 @@ def with_shared_first_cycle(config: Config) -> Config:
 def run_alone(config: Config) -> None:
     """Runs (or resumes) ``config`` in this process, then drops what Keras keeps of it (the
     process goes on to other runs)."""
-    import keras
-
     from ader_tf.continual.runner import ContinualRunner
 
     runner = ContinualRunner(config)
@@ -115,6 +113,13 @@ def run_alone(config: Config) -> None:
     finally:
         runner.writer.close()
     del runner
+    free_models()
+
+
+def free_models() -> None:
+    """Drops what Keras keeps of finished runs (a process that makes many runs calls it)."""
+    import keras
+
     gc.collect()
     keras.backend.clear_session()
 
