@@ -5,9 +5,10 @@ Each cycle: its data -> the method's objective -> the learner trains with early 
 test (and, with --probe_fraction, every period's probe) -> exemplars -> the method's end of
 cycle -> outputs. What differs between backbones is the learner's
 (`ader_tf.continual.learners`), what differs between methods the method's
-(`ader_tf.continual.methods`). Every output is written atomically and ``state.json`` records
-finished cycles, so a killed run started again with the same command continues with the
-first unfinished cycle and, with the same seed, writes the same metrics.
+(`ader_tf.continual.methods`, handed each cycle's context by `MethodCycle`). Every output
+is written atomically and ``state.json`` records finished cycles, so a killed run started
+again with the same command continues with the first unfinished cycle and, with the same
+seed, writes the same metrics.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from ader_tf.continual.learners import (
     TrainingDivergedError,
     make_learner,
 )
-from ader_tf.continual.methods import CycleContext, KeptObjects, make_method
+from ader_tf.continual.method_cycle import MethodCycle
+from ader_tf.continual.methods import make_method
 from ader_tf.continual.probes import probe_cycle
 from ader_tf.continual.reporting import (
     RunLog,
@@ -48,16 +50,16 @@ from ader_tf.continual.reporting import (
 )
 from ader_tf.continual.warm_start import source_folder, with_shared_first_cycle
 from ader_tf.continual.workers import (
-    COLLECTIVE_ERRORS,
     WorkerLostError,
     agree_on,
     distribution_strategy,
+    lost_workers_reported,
     worker_role,
     worker_scratch,
 )
 from ader_tf.data.cycles import ContinualData, CycleData
 from ader_tf.data.sources import resolve_period_dir
-from ader_tf.io_utils import DamagedFileError, one_line, remove_unfinished_writes
+from ader_tf.io_utils import DamagedFileError, remove_unfinished_writes
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +113,9 @@ class ContinualRunner:
         )
         self.memory = ExemplarMemory(config, self.paths, self.run_context.bar_label)
         self.learner = make_learner(self.run_context)
-        self.kept = KeptObjects()  # what methods build once (see `CycleContext.keep`)
-        self._weight: tf.Variable | None = None
+        self.method_cycle = MethodCycle(self.method, config, self.learner,
+                                        lambda: self.memory.exemplars,
+                                        self.paths.method_state, self.strategy)
 
     @property
     def model(self) -> Any:
@@ -123,35 +126,6 @@ class ContinualRunner:
     def exemplars(self) -> Any:
         """The exemplars kept after the last finished cycle."""
         return self.memory.exemplars
-
-    # --- the method's view of a cycle -------------------------------------------------
-
-    def _context(self, cycle: int, data: CycleData | None, previous: dict | None,
-                 teacher: Any = None, origin: Any = None) -> CycleContext:
-        return CycleContext(
-            cycle=cycle, config=self.config, model=self.learner.model, data=data,
-            previous=previous, exemplars=self.memory.exemplars, exemplar_origin=origin,
-            teacher=teacher, weight=self._weight, state_path=self.paths.method_state,
-            kept=self.kept,
-        )
-
-    def _set_objective(self, cycle: int, data: CycleData, prev: dict | None) -> float:
-        """Sets this cycle's objective; returns its weight (logged as lambda).
-
-        The teacher is refilled here, once per cycle, for a method that uses one.
-        """
-        teacher = None
-        if self.method.uses_teacher and prev is not None:
-            teacher = self.learner.teacher(prev)
-        if self._weight is None:
-            with self.strategy.scope():
-                self._weight = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-        ctx = self._context(cycle, data, prev, teacher)
-        lam = self.method.weight(ctx)
-        self._weight.assign(lam)
-        with self.strategy.scope():  # objectives may create variables
-            self.learner.set_objective(self.method.objective(ctx))
-        return lam
 
     # --- resume ------------------------------------------------------------------------
 
@@ -166,7 +140,7 @@ class ContinualRunner:
             self.memory.load(cycle, int(last["max_item"]))
         if self.learner.trains:  # the kNN learner's memory is rebuilt from the exemplars
             self.learner.resume(last)
-            self.method.restore(self._context(cycle, None, previous=None))
+        self.method_cycle.restore(cycle)
         return cycle + 1
 
     # --- one cycle -----------------------------------------------------------------------
@@ -179,10 +153,8 @@ class ContinualRunner:
         self.runlog.data_lines(data)
         log.info("cycle %d: %d train / %d valid / %d test examples, %d items", cycle,
                  len(data.train), len(data.valid), len(data.test), data.max_item)
-        lam = 0.0
         data = self.learner.start_cycle(cycle, data)
-        if self.learner.trains:
-            lam = self._set_objective(cycle, data, prev)
+        lam = self.method_cycle.set_objective(cycle, data, prev)
         training = self._train(cycle, data)
 
         t0 = time.time()
@@ -227,14 +199,12 @@ class ContinualRunner:
         method's end-of-cycle hook (e.g. EWC's Fisher information on them); returns how
         many exemplars are kept."""
         if not self.method.keeps_exemplars:
-            if self.learner.trains:
-                self.method.after_cycle(self._context(cycle, data, prev))
+            self.method_cycle.after_cycle(cycle, data, prev)
             return 0
         origin = self.memory.select(cycle, data, self.learner.model)
         self.on_phase(cycle, "exemplars_saved")
         self.runlog.line(f"Total saved exemplar: {len(self.memory.exemplars)}")
-        if self.learner.trains:
-            self.method.after_cycle(self._context(cycle, data, prev, origin=origin))
+        self.method_cycle.after_cycle(cycle, data, prev, origin=origin)
         return len(self.memory.exemplars)
 
     # --- the loop ----------------------------------------------------------------------
@@ -243,15 +213,8 @@ class ContinualRunner:
         """Runs every unfinished cycle; a worker that is not the chief then removes its
         scratch folder."""
         try:
-            return self._run()
-        except COLLECTIVE_ERRORS as e:
-            if self.role.task_type is None:
-                raise
-            raise WorkerLostError(
-                f"{self.role.name}: lost the other workers ({type(e).__name__}: "
-                f"{one_line(str(e).split(chr(10), 1)[0])}); start every worker again with the "
-                "same command to resume at the first unfinished cycle"
-            ) from e
+            with lost_workers_reported(self.role):
+                return self._run()
         finally:
             if not self.role.is_chief:
                 self.writer.close()

@@ -12,16 +12,19 @@ cycle into that folder, so every worker starts from the same cycle; on several m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 import tensorflow as tf
 
 from ader_tf.continual.artifacts import RunState
 from ader_tf.errors import AderError
+from ader_tf.io_utils import one_line
 
 # Folders of a run that a resumed worker does not need (written again, or for people only).
 _NOT_COPIED = frozenset({"saved_models", "tensorboard"})
@@ -116,6 +119,22 @@ class WorkerLostError(AderError, RuntimeError):
 # What a collective op raises when a peer has died or does not answer in time.
 COLLECTIVE_ERRORS = (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
                      tf.errors.CancelledError, tf.errors.AbortedError)
+
+
+@contextlib.contextmanager
+def lost_workers_reported(role: WorkerRole) -> Iterator[None]:
+    """Turns a failed collective op of a multi-worker run into a `WorkerLostError` that says
+    how to resume; in a run of one process the error passes unchanged."""
+    try:
+        yield
+    except COLLECTIVE_ERRORS as e:
+        if role.task_type is None:
+            raise
+        raise WorkerLostError(
+            f"{role.name}: lost the other workers ({type(e).__name__}: "
+            f"{one_line(str(e).split(chr(10), 1)[0])}); start every worker again with the "
+            "same command to resume at the first unfinished cycle"
+        ) from e
 
 
 def agree_on(strategy: tf.distribute.Strategy, value: int) -> bool:
