@@ -429,6 +429,42 @@ def test_methods_resume_to_the_same_metrics(finished, data_dir, tmp_path, name):
     theirs = _rows(straight.paths.file("metrics.csv"))
     keys = ("mrr20", "recall20", "mrr10", "recall10", "lambda", "exemplars_kept", "best_epoch")
     assert [[r[k] for k in keys] for r in ours] == [[r[k] for k in keys] for r in theirs]
+    with open(os.path.join(tmp_path, "sample-ADER", "Training_logs.txt")) as f:
+        assert "minutes (cycles 2-2 in this process)\nDone.\n" in f.read()
+
+
+def test_a_finished_run_started_again_leaves_its_files_as_they_are(finished, tmp_path):
+    """Nothing runs, so nothing is rewritten: not the log's total time, nor any file."""
+    done = finished("finetune")
+    root = str(tmp_path / os.path.basename(done.paths.root))
+    shutil.copytree(done.paths.root, root)
+    config = dataclasses.replace(done.config, results_dir=str(tmp_path))
+    names = ("Training_logs.txt", "summary.json", "metrics.csv", "state.json")
+
+    def contents() -> dict[str, bytes]:
+        out = {}
+        for name in names:
+            with open(os.path.join(root, name), "rb") as f:
+                out[name] = f.read()
+        return out
+
+    before = contents()
+    assert b"Total time: " in before["Training_logs.txt"]
+    summary = run(config)
+    assert contents() == before
+    with open(os.path.join(root, "summary.json")) as f:
+        assert summary["mean"] == json.load(f)["mean"]
+
+    # Killed after its last cycle's state was saved, before the footer: the footer is written.
+    log_path = os.path.join(root, "Training_logs.txt")
+    text = before["Training_logs.txt"].decode()
+    with open(log_path, "w") as f:
+        f.write(text[:text.index("Average: (")])
+    run(config)
+    with open(log_path) as f:
+        after = f.read()
+    assert after.endswith("Done.\n") and after.count("Average: (") == 1
+    assert "Total time" not in after
 
 
 def test_any_folder_of_period_files_is_a_dataset(data_dir, tmp_path):

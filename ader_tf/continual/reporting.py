@@ -105,14 +105,27 @@ class RunLog:
         self.done.extend(self.current)
         self.current = []
 
-    def finish_run(self, summary: dict[str, Any], seconds: float | None) -> None:
+    def is_finished_on_disk(self) -> bool:
+        """Whether the log file ends with the footer `finish_run` writes."""
+        try:
+            with open(self.path) as f:
+                return f.read().endswith("\nDone.\n")
+        except FileNotFoundError:
+            return False
+
+    def finish_run(self, summary: dict[str, Any], seconds: float | None,
+                   first_cycle: int = 1) -> None:
+        """Writes the footer: the means over cycles and, if ``seconds`` is given, the wall
+        time of this process, which ran the cycles from ``first_cycle`` on."""
         m = summary["mean"]
         self.footer = [
             f"Average: (MRR@20: {m['mrr20']:.4f}, RECALL@20: {m['recall20']:.4f}, "
             f"MRR@10: {m['mrr10']:.4f}, RECALL@10: {m['recall10']:.4f})",
         ]
         if seconds is not None:
-            self.footer.append(f"Total time: {seconds / 60.0:.2f} minutes")
+            ran = (f" (cycles {first_cycle}-{summary['cycles_completed']} in this process)"
+                   if first_cycle > 1 else "")
+            self.footer.append(f"Total time: {seconds / 60.0:.2f} minutes{ran}")
         self.footer.append("Done.")
         print("\n".join(self.footer), flush=True)
         self._write()
@@ -135,7 +148,14 @@ def probe_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_summary(path: str, config: Config, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """summary.json: the means over cycles (the paper's numbers), config and versions.
+    """Writes summary.json (see `run_summary`); returns it."""
+    summary = run_summary(config, rows)
+    write_json_atomic(path, summary)
+    return summary
+
+
+def run_summary(config: Config, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's summary: the means over cycles (the paper's numbers), config and versions.
 
     A run with probes (``--probe_fraction`` > 0) adds ``forgetting``: the measures of
     `ader_tf.continual.forgetting` on its accuracy matrix so far.
@@ -157,7 +177,6 @@ def write_summary(path: str, config: Config, rows: list[dict[str, Any]]) -> dict
     }
     if config.probe_fraction:
         summary["forgetting"] = forgetting_summary(probe_rows(rows))
-    write_json_atomic(path, summary)
     return summary
 
 

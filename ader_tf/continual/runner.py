@@ -45,6 +45,7 @@ from ader_tf.continual.reporting import (
     RunLog,
     cycle_row,
     peak_rss_gb,
+    run_summary,
     write_cycle_scalars,
     write_run_files,
 )
@@ -242,7 +243,17 @@ class ContinualRunner:
                 f"{self.role.name}: the workers would start at different cycles (this one at "
                 f"{first}); every worker must see the chief's --results_dir (a shared folder)"
             )
-        if 1 < first <= self.num_cycles:
+        if first > self.num_cycles:
+            # Started again after its last cycle: nothing to run, and the files (the log's
+            # total time among them) stay those the run wrote; only a footer a kill after
+            # the last cycle kept from being written is written (without a total time).
+            log.info("every cycle of %s is finished (%d); nothing to do", self.paths.root,
+                     self.num_cycles)
+            summary = run_summary(self.config, self.state.cycles)
+            if not self.runlog.is_finished_on_disk():
+                self.runlog.finish_run(summary, None)
+            return summary
+        if first > 1:
             self.runlog.note(f"Resumed at cycle {first}.")
         started = time.time()
         for cycle in range(first, self.num_cycles + 1):
@@ -260,7 +271,7 @@ class ContinualRunner:
             self.runlog.finish_cycle()
             self.on_phase(cycle, "finished")
         summary = write_run_files(self.paths, self.config, self.state.cycles)
-        self.runlog.finish_run(summary, time.time() - started)
+        self.runlog.finish_run(summary, time.time() - started, first)
         return summary
 
 
