@@ -58,6 +58,10 @@ def peak_rss_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
 
 
+# The last line of a finished run's log (the original's).
+_LOG_END = "Done."
+
+
 class RunLog:
     """Training_logs.txt in the original's line formats, rewritten atomically on each line.
 
@@ -109,7 +113,7 @@ class RunLog:
         """Whether the log file ends with the footer `finish_run` writes."""
         try:
             with open(self.path) as f:
-                return f.read().endswith("\nDone.\n")
+                return f.read().endswith(f"\n{_LOG_END}\n")
         except FileNotFoundError:
             return False
 
@@ -126,7 +130,7 @@ class RunLog:
             ran = (f" (cycles {first_cycle}-{summary['cycles_completed']} in this process)"
                    if first_cycle > 1 else "")
             self.footer.append(f"Total time: {seconds / 60.0:.2f} minutes{ran}")
-        self.footer.append("Done.")
+        self.footer.append(_LOG_END)
         print("\n".join(self.footer), flush=True)
         self._write()
 

@@ -115,8 +115,8 @@ class ContinualRunner:
         self.memory = ExemplarMemory(config, self.paths, self.run_context.bar_label)
         self.learner = make_learner(self.run_context)
         self.method_cycle = MethodCycle(self.method, config, self.learner,
-                                        lambda: self.memory.exemplars,
-                                        self.paths.method_state, self.strategy)
+                                        self.run_context.exemplars, self.paths.method_state,
+                                        self.strategy)
 
     @property
     def model(self) -> Any:
