@@ -22,6 +22,11 @@ def one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
+# main.py's exit status when another process is running the same results folder: a caller
+# that starts runs (benchmarks/reproduce.py) passes on to its next run.
+RUN_IN_USE = 4
+
+
 class AderError(Exception):
     """A problem the user can act on: bad input, a damaged or foreign file, a lost worker.
 
@@ -30,7 +35,8 @@ class AderError(Exception):
 
     Attributes:
         exit_code: The command lines' exit status for it: 2 bad input or state (the default),
-            1 training diverged, 3 a worker of a multi-worker run was lost.
+            1 training diverged, 3 a worker of a multi-worker run was lost, `RUN_IN_USE` (4)
+            another process is running the same run.
     """
 
     exit_code: ClassVar[int] = 2

@@ -92,6 +92,31 @@ def file_lock(path: str) -> Iterator[None]:
             fcntl.lockf(f, fcntl.LOCK_UN)
 
 
+class LockHeldError(AderError, BlockingIOError):
+    """Another holder has the lock `held_or_refused` asked for."""
+
+
+@contextlib.contextmanager
+def held_or_refused(path: str) -> Iterator[None]:
+    """Holds an exclusive lock on the file ``path`` (created if missing) for the block, or
+    raises `LockHeldError` at once if another holder has it.
+
+    An ``flock`` (not `file_lock`'s ``lockf``): it belongs to the open file, so two holders
+    in one process exclude each other as two processes do; the system releases it when its
+    process dies, so a killed holder refuses nobody.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise LockHeldError(f"{path}: held by another process") from e
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def write_text_atomic(path: str, text: str) -> None:
     """Writes ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:

@@ -103,6 +103,11 @@ def retrains_on_all_periods(run_method: str) -> bool:
     return METHODS[RUN_METHODS[run_method][0]].retrains_from_scratch
 
 
+def is_tunable(run_method: str) -> bool:
+    """Whether the run method's method declares a search space (python -m ader_tf.tune)."""
+    return bool(METHODS[RUN_METHODS[run_method][0]].search_space)
+
+
 def shares_first_cycle(model: str, run_method: str) -> bool:
     """Whether the run can start from a first cycle trained once for every run that trains it
     the same (main.py ``--warm_start=shared``): a trained backbone and a method that measures

@@ -14,7 +14,9 @@ row and column and then their mean, over the cycles all of them finished.
 Each finished process also copies the run's small files (config, per-cycle metrics, summary,
 timings, log) into ``--records_dir`` (``benchmarks/records``, committed with RESULTS.md). On a
 machine without the run folders the tables are rebuilt from those records and finished runs
-are not run again; delete a run's record to run it afresh.
+are not run again; delete a run's record to run it afresh. Several processes may run the same
+command at once (one per core, or per machine sharing --results_dir): each passes over the runs
+another is running, and the last to finish writes the whole section.
 
 This file only turns flags into `ReproduceOptions` and calls the library: the runs are
 ``reproduce_runs``, the tables ``reproduce_tables``, the paper's numbers ``paper_results.json``.
@@ -68,9 +70,14 @@ def options_from_flags(flag_values: flags.FlagValues = FLAGS) -> ReproduceOption
 def main(argv: list[str]) -> None:
     del argv
     options = options_from_flags()
-    if options.run:
-        run_all(options)
+    try:
+        elsewhere = run_all(options) if options.run else []
+    except ValueError as e:  # a tuned file that does not cover the methods
+        raise app.UsageError(str(e)) from e
     print(update_results(options, published_command(sys.argv[1:])))
+    if elsewhere:
+        print(f"{len(elsewhere)} run(s) were running in other processes and are not in the "
+              "section yet; the last process to finish rewrites it: " + ", ".join(elsewhere))
 
 
 if __name__ == "__main__":

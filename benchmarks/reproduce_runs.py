@@ -3,7 +3,10 @@
 Each run is ``python main.py`` in its own process, so it resumes where it stopped when the
 same command runs again. A finished process's small files (``RECORD_FILES``) are copied into
 ``options.records_dir`` (committed with RESULTS.md): on a machine without the run folders the
-tables are rebuilt from the records, and finished runs are not run again.
+tables are rebuilt from the records, and finished runs are not run again. Several processes
+may run one command (on one machine, or several sharing --results_dir): a run that another
+process is running is passed over (main.py refuses it, exit status `RUN_IN_USE`), and the last
+process to finish writes the whole table.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from ader_tf.errors import RUN_IN_USE
 from ader_tf.io_utils import atomic_path, write_json_atomic
 from ader_tf.report import read_metrics_csv
 from ader_tf.tuned import tuned_values
@@ -27,6 +31,7 @@ from benchmarks.registry import (
     RUN_METHODS,
     applies,
     dataset_flags,
+    is_tunable,
     method_flags,
     model_flags,
     shares_first_cycle,
@@ -132,13 +137,17 @@ def finished(options: ReproduceOptions, method: str, seed: str,
         return json.load(f).get("cycles_completed", 0) >= asked
 
 
-def run_one(options: ReproduceOptions, method: str, seed: str, model: str = PAPER_MODEL) -> None:
-    """Runs (or resumes) one method; records wall time and peak RSS of this process."""
+def run_one(options: ReproduceOptions, method: str, seed: str,
+            model: str = PAPER_MODEL) -> bool:
+    """Runs (or resumes) one method; records wall time and peak RSS of this process.
+
+    Returns False, running nothing, if another process is running the run now.
+    """
     folder = run_dir(options, method, seed, model)
     cmd = command(options, method, seed, model)
     if finished(options, method, seed, model):
         print(f"already complete: {folder}", flush=True)
-        return
+        return True
     print("$", shlex.join(cmd), flush=True)
     started = time.time()
     os.makedirs(folder, exist_ok=True)
@@ -146,8 +155,12 @@ def run_one(options: ReproduceOptions, method: str, seed: str, model: str = PAPE
     with open(os.path.join(folder, "stdout.txt"), "a") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
-    if status != 0:
-        raise RuntimeError(f"{shlex.join(cmd)} failed (status {status}); see {out.name}")
+    code = os.waitstatus_to_exitcode(status)
+    if code == RUN_IN_USE:
+        print(f"running in another process: {folder}; passed over", flush=True)
+        return False
+    if code != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed (exit status {code}); see {out.name}")
     timing = {"wall_seconds": round(time.time() - started, 1),
               "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
               # CPU time is what a shared machine's load does not inflate (wall time is).
@@ -157,15 +170,41 @@ def run_one(options: ReproduceOptions, method: str, seed: str, model: str = PAPE
     write_json_atomic(os.path.join(folder, "timing.json"), read_timings(folder) + [timing])
     if options.records_dir:
         keep_record(folder, record_dir(options, method, seed, model))
+    return True
 
 
-def run_all(options: ReproduceOptions) -> None:
-    """Runs (or resumes) every seed x backbone x method that main.py accepts, in that order."""
+def check_tuned(options: ReproduceOptions) -> None:
+    """With --tuned, every method that has something to tune must have its values in the file.
+
+    Raises:
+        ValueError: naming the file and the methods (their runs would take the defaults under
+            a ``-tuned`` name).
+    """
+    if not options.tuned:
+        return
+    untuned = [m for m in options.methods if is_tunable(m)
+               and not tuned_values(options.tuned, options.dataset, RUN_METHODS[m][0])]
+    if untuned:
+        raise ValueError(
+            f"{options.tuned}: no tuned values for {', '.join(untuned)}; tune them first "
+            "(python -m ader_tf.tune --method=...) or leave them out of --methods")
+
+
+def run_all(options: ReproduceOptions) -> list[str]:
+    """Runs (or resumes) every seed x backbone x method that main.py accepts, in that order;
+    returns the folders of the runs passed over because other processes were running them.
+
+    Raises:
+        ValueError: see `check_tuned`; nothing is run.
+    """
+    check_tuned(options)
+    elsewhere = []
     for seed in options.seeds:
         for model in options.models:
             for method in options.methods:
-                if applies(model, method):
-                    run_one(options, method, seed, model)
+                if applies(model, method) and not run_one(options, method, seed, model):
+                    elsewhere.append(run_dir(options, method, seed, model))
+    return elsewhere
 
 
 def now() -> str:

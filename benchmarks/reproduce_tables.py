@@ -19,7 +19,7 @@ from ader_tf.io_utils import write_text_atomic
 from ader_tf.report import read_training_log
 from ader_tf.tuned import read_tuned
 from benchmarks.paper_results import load_paper_results
-from benchmarks.registry import PAPER_MODEL, RUN_METHODS, applies
+from benchmarks.registry import PAPER_MODEL, RUN_METHODS, applies, is_tunable
 from benchmarks.reproduce_costs import (
     cpu_minutes,
     cycle_costs,
@@ -203,7 +203,8 @@ def tuned_table(options: ReproduceOptions) -> str:
     for method in options.methods:
         entry = entries.get(RUN_METHODS[method][0])
         if entry is None:
-            lines.append(f"| {method} | none (nothing to tune: the defaults) | - | - | - |")
+            why = "not tuned" if is_tunable(method) else "nothing to tune"
+            lines.append(f"| {method} | none ({why}: the defaults) | - | - | - |")
             continue
         values = ", ".join(f"--{k}={v:.4g}" if isinstance(v, float) else f"--{k}={v}"
                            for k, v in sorted(entry["values"].items()))

@@ -10,8 +10,10 @@ import sys
 import pytest
 
 from ader_tf.io_utils import (
+    LockHeldError,
     atomic_path,
     file_lock,
+    held_or_refused,
     is_unfinished_write,
     remove_unfinished_writes,
     write_text_atomic,
@@ -80,3 +82,27 @@ def test_file_lock_keeps_other_processes_out_until_released(tmp_path):
     with file_lock(path):
         assert not other_process_locks()
     assert other_process_locks()
+
+
+def test_a_held_lock_refuses_a_second_holder_in_this_process_and_in_another(tmp_path):
+    path = str(tmp_path / "run.lock")
+    hold = ("import fcntl, sys, time; f = open(sys.argv[1], 'a')\n"
+            "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)")
+    with (held_or_refused(path),
+          pytest.raises(LockHeldError, match="run.lock: held by another process"),
+          held_or_refused(path)):
+        pass
+    with held_or_refused(path):  # released at the end of the block
+        pass
+
+    holder = subprocess.Popen([sys.executable, "-c", hold, path], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockHeldError), held_or_refused(path):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with held_or_refused(path):  # a killed holder's lock is released by the system
+        pass

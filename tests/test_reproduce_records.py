@@ -6,6 +6,9 @@ import json
 import shutil
 import sys
 
+import pytest
+
+from ader_tf.errors import RUN_IN_USE
 from benchmarks import reproduce_runs as runs
 from benchmarks import reproduce_tables as tables
 from benchmarks.reproduce_options import ReproduceOptions
@@ -99,6 +102,31 @@ def test_a_finished_process_leaves_its_record(tmp_path, monkeypatch):
     shutil.rmtree(folder)
     runs.run_one(options, "finetune", "0")  # finished by its record: not run again
     assert not folder.exists()
+
+
+def test_a_run_another_process_is_running_is_passed_over(tmp_path, monkeypatch):
+    """main.py's RUN_IN_USE exit: no timing, no record, no error; run_all names the run and
+    goes on to the next."""
+    _periods(tmp_path / "data", 3)
+    ran = []
+
+    def fake_command(options, method, seed, model):
+        ran.append(method)
+        code = RUN_IN_USE if method == "finetune" else 0
+        return [sys.executable, "-c", f"import sys; sys.exit({code})"]
+
+    monkeypatch.setattr(runs, "command", fake_command)
+    options = _options(tmp_path, methods=["finetune", "dropout"])
+    assert runs.run_all(options) == [runs.run_dir(options, "finetune", "0")]
+    assert ran == ["finetune", "dropout"]
+    folder = tmp_path / "runs" / "DIGINETICA-finetune-seed0"
+    assert not (folder / "timing.json").exists()
+    assert not (tmp_path / "records" / "DIGINETICA-finetune-seed0").exists()
+    assert (tmp_path / "runs" / "DIGINETICA-dropout-seed0" / "timing.json").exists()
+
+    monkeypatch.setattr(runs, "command", lambda *args: [sys.executable, "-c", "exit(2)"])
+    with pytest.raises(RuntimeError, match="exit status 2"):  # any other failure stops
+        runs.run_one(options, "finetune", "0")
 
 
 def test_the_published_command_leaves_out_where_this_machine_kept_the_files():

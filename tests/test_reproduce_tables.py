@@ -269,9 +269,14 @@ def test_the_tuned_table_states_each_methods_values_and_budget(tmp_path):
             "trials": {"complete": 8 - pruned, "pruned": pruned, "fail": 1},
             "tuning": {"tune_cycles": [2, 3], "seeds": [0], "startup_trials": 4}})
     options = _options(tmp_path, dataset="DIGINETICA", tuned=path,
-                       methods=["ewc", "derpp", "finetune"])
+                       methods=["ewc", "derpp", "finetune", "mas"])
     table = tables.tuned_table(options)
     assert _cells(table, "ewc") == ["--lambda_=123.5", "51.23 (2,3)", "5 / 3 / 1 (4)", "0"]
     assert _cells(table, "derpp")[:3] == ["--derpp_alpha=0.5, --derpp_beta=1", "51.23 (2,3)",
                                           "6 / 2 / 1 (4)"]
     assert _cells(table, "finetune")[0] == "none (nothing to tune: the defaults)"
+    assert _cells(table, "mas")[0] == "none (not tuned: the defaults)"
+    # MAS has a search space and no values in the file: its runs are not started as tuned.
+    with pytest.raises(ValueError, match=r"tuned.json: no tuned values for mas; tune them"):
+        runs.run_all(options)
+    runs.check_tuned(dataclasses.replace(options, methods=("ewc", "derpp", "finetune")))

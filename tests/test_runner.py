@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ader_tf.continual.artifacts import RunStateError
+from ader_tf.continual.artifacts import RunInUseError, RunStateError
 from ader_tf.continual.runner import ContinualRunner, TrainingDivergedError, run
 from ader_tf.data.sample import write_sample_dataset
 from ader_tf.evaluation import NonFiniteError
+from ader_tf.io_utils import held_or_refused
 from ader_tf.plugins import make_config
 from tests.helpers import METHOD_FLAGS, TINY, TINY_SAMPLE
 from tests.helpers import metrics_rows as _rows
@@ -431,6 +432,33 @@ def test_methods_resume_to_the_same_metrics(finished, data_dir, tmp_path, name):
     assert [[r[k] for k in keys] for r in ours] == [[r[k] for k in keys] for r in theirs]
     with open(os.path.join(tmp_path, "sample-ADER", "Training_logs.txt")) as f:
         assert "minutes (cycles 2-2 in this process)\nDone.\n" in f.read()
+
+
+def _tree(root: str) -> dict[str, bytes]:
+    """Every file under ``root`` (path relative to it -> contents)."""
+    out = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+def test_a_run_another_process_is_running_is_refused_and_left_as_it_is(finished, tmp_path):
+    """Two processes writing one folder would overwrite each other's cycles: the second is
+    refused (its own exit status, so reproduce.py passes over the run) and writes nothing."""
+    done = finished("finetune")
+    root = str(tmp_path / os.path.basename(done.paths.root))
+    shutil.copytree(done.paths.root, root)
+    os.remove(os.path.join(root, "state.json"))  # unlocked, it would train cycle 1 again
+    config = dataclasses.replace(done.config, results_dir=str(tmp_path))
+    before = _tree(root)
+    with (held_or_refused(os.path.join(root, "run.lock")),  # what the other process holds
+          pytest.raises(RunInUseError, match="another process is running this run") as e):
+        run(config)
+    assert e.value.exit_code == 4 and root in str(e.value)
+    assert _tree(root) == {**before, "run.lock": b""}
 
 
 def test_a_finished_run_started_again_leaves_its_files_as_they_are(finished, tmp_path):

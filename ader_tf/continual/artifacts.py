@@ -3,6 +3,7 @@
 Layout under ``<results_dir>/<DATASET>-<save_dir>/``::
 
     config.json            the full config of the run
+    run.lock               locked while a process runs the run (a second is refused)
     state.json             completed cycles (written last in each cycle: presence = done),
                            with each cycle's probe rows where there are probes
     metrics.csv            one row per completed cycle
@@ -21,12 +22,14 @@ Layout under ``<results_dir>/<DATASET>-<save_dir>/``::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -34,9 +37,11 @@ import numpy as np
 import tensorflow as tf
 
 from ader_tf.continual.forgetting import MATRIX_COLUMNS
-from ader_tf.errors import AderError
+from ader_tf.errors import RUN_IN_USE, AderError
 from ader_tf.io_utils import (
     TEMPORARY_PREFIX,
+    LockHeldError,
+    held_or_refused,
     one_line,
     read_json,
     write_json_atomic,
@@ -63,6 +68,16 @@ _STATE_KEYS = ("cycle", "best_epoch", "max_item", "mrr20", "recall20", "mrr10", 
 
 class RunStateError(AderError, ValueError):
     """A results folder holds state that does not belong to this run or is damaged."""
+
+
+class RunInUseError(RunStateError):
+    """Another process is running the run in this results folder now.
+
+    Its own exit status (4), so that a caller starting runs (reproduce.py) can pass on to the
+    next run and leave this one to the process that has it.
+    """
+
+    exit_code = RUN_IN_USE
 
 
 def cannot_resume(root: str) -> str:
@@ -98,6 +113,25 @@ class RunPaths:
     @property
     def tensorboard(self) -> str:
         return os.path.join(self.root, "tensorboard")
+
+
+@contextlib.contextmanager
+def run_in_use_refused(paths: RunPaths) -> Iterator[None]:
+    """Holds the run folder's ``run.lock`` while the block runs.
+
+    Raises:
+        RunInUseError: another process (or runner) holds it: two writers of one folder
+            would each overwrite the other's cycles.
+    """
+    lock = paths.file("run.lock")
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(held_or_refused(lock))
+        except LockHeldError as e:
+            raise RunInUseError(
+                f"{paths.root}: another process is running this run now (it holds {lock}); "
+                "wait for it to finish, or give another --save_dir") from e
+        yield
 
 
 def check_weights_stored(layer: Any, prefix: str) -> None:

@@ -24,11 +24,13 @@ import tensorflow as tf
 
 from ader_tf.config import Config
 from ader_tf.continual.artifacts import (
+    RunInUseError,
     RunPaths,
     RunState,
     RunStateError,
     as_stored,
     cannot_resume,
+    run_in_use_refused,
     write_config,
 )
 from ader_tf.continual.exemplar_memory import ExemplarMemory
@@ -94,6 +96,10 @@ class ContinualRunner:
         # Only the chief writes under --results_dir; see `workers`.
         self.paths = RunPaths(root if self.role.is_chief
                               else worker_scratch(self.role, root, config.fingerprint()))
+        # Refused here, before anything (TensorBoard's event file) is written, if another
+        # process runs the folder now; `run` holds the lock while it runs.
+        with run_in_use_refused(self.paths):
+            pass
         self.on_phase = on_phase or (lambda cycle, phase: None)
         self.method = make_method(config)
         self.data = ContinualData(
@@ -214,7 +220,7 @@ class ContinualRunner:
         """Runs every unfinished cycle; a worker that is not the chief then removes its
         scratch folder."""
         try:
-            with lost_workers_reported(self.role):
+            with run_in_use_refused(self.paths), lost_workers_reported(self.role):
                 return self._run()
         finally:
             if not self.role.is_chief:
@@ -280,9 +286,11 @@ def run(config: Config) -> dict[str, Any]:
 
     Raises:
         RunStateError: the results folder belongs to another config or is damaged.
+        RunInUseError: another process is running the same results folder now.
         TrainingDivergedError: the loss, scores or session vectors became NaN or infinite.
     """
     return ContinualRunner(config).run()
 
 
-__all__ = ["run", "ContinualRunner", "TrainingDivergedError", "RunStateError", "WorkerLostError"]
+__all__ = ["run", "ContinualRunner", "TrainingDivergedError", "RunStateError", "RunInUseError",
+           "WorkerLostError"]
