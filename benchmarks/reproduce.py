@@ -34,7 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks.reproduce_options import ReproduceOptions  # noqa: E402
-from benchmarks.reproduce_runs import run_all  # noqa: E402
+from benchmarks.reproduce_runs import finished, run_all, run_dir  # noqa: E402
 from benchmarks.reproduce_tables import published_command, update_results  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -75,9 +75,10 @@ def main(argv: list[str]) -> None:
     except ValueError as e:  # a tuned file that does not cover the methods
         raise app.UsageError(str(e)) from e
     print(update_results(options, published_command(sys.argv[1:])))
-    if elsewhere:
-        print(f"{len(elsewhere)} run(s) were running in other processes and are not in the "
-              "section yet; the last process to finish rewrites it: " + ", ".join(elsewhere))
+    unfinished = [run_dir(options, *run) for run in elsewhere if not finished(options, *run)]
+    if unfinished:
+        print(f"{len(unfinished)} run(s) are running in other processes and not in the section "
+              "yet; the last process to finish rewrites it: " + ", ".join(unfinished))
 
 
 if __name__ == "__main__":

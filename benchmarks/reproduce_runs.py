@@ -190,9 +190,10 @@ def check_tuned(options: ReproduceOptions) -> None:
             "(python -m ader_tf.tune --method=...) or leave them out of --methods")
 
 
-def run_all(options: ReproduceOptions) -> list[str]:
+def run_all(options: ReproduceOptions) -> list[tuple[str, str, str]]:
     """Runs (or resumes) every seed x backbone x method that main.py accepts, in that order;
-    returns the folders of the runs passed over because other processes were running them.
+    returns (method, seed, backbone) of the runs passed over because other processes were
+    running them.
 
     Raises:
         ValueError: see `check_tuned`; nothing is run.
@@ -203,7 +204,7 @@ def run_all(options: ReproduceOptions) -> list[str]:
         for model in options.models:
             for method in options.methods:
                 if applies(model, method) and not run_one(options, method, seed, model):
-                    elsewhere.append(run_dir(options, method, seed, model))
+                    elsewhere.append((method, seed, model))
     return elsewhere
 
 

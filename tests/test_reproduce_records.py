@@ -117,7 +117,7 @@ def test_a_run_another_process_is_running_is_passed_over(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runs, "command", fake_command)
     options = _options(tmp_path, methods=["finetune", "dropout"])
-    assert runs.run_all(options) == [runs.run_dir(options, "finetune", "0")]
+    assert runs.run_all(options) == [("finetune", "0", "sasrec")]
     assert ran == ["finetune", "dropout"]
     folder = tmp_path / "runs" / "DIGINETICA-finetune-seed0"
     assert not (folder / "timing.json").exists()
