@@ -403,6 +403,8 @@ def tune(base: dict[str, Any], settings: TuneSettings) -> optuna.Study:
     (checking every ``heartbeat_interval`` seconds), so that it can take over one whose
     process died.
     """
+    from ader_tf.continual.artifacts import RunInUseError
+
     study = open_study(base, settings)
     objective = Objective(base, settings)
     while True:
@@ -413,7 +415,9 @@ def tune(base: dict[str, Any], settings: TuneSettings) -> optuna.Study:
         running = sum(t.state == TrialState.RUNNING for t in trials)
         waiting = sum(t.state == TrialState.WAITING for t in trials)
         if waiting or finished + running < settings.trials:
-            study.optimize(objective, n_trials=1, catch=(_SurplusTrialError,))
+            # A trial whose run folder another process is running (a trial failed as stale
+            # while its process lived on, then retried here) fails; this process goes on.
+            study.optimize(objective, n_trials=1, catch=(_SurplusTrialError, RunInUseError))
             continue
         log.info("%d of %d trials finished, %d running elsewhere: waiting", finished,
                  settings.trials, running)

@@ -1,5 +1,6 @@
 """Tuning on the tiny sample: the objective reads validation only, processes share a journal
-study without running a trial twice, and a killed process's trial is failed and run again."""
+study without running a trial twice, a killed process's trial is failed and run again, and a
+trial whose run folder another process holds fails without stopping the tuner."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from optuna.trial import TrialState
 
 from ader_tf.continual.learners.neural import NeuralLearner
 from ader_tf.evaluation import Metrics
-from ader_tf.io_utils import read_json
+from ader_tf.io_utils import held_or_refused, read_json
 from ader_tf.tuned import tuned_values
-from ader_tf.tuning import RUNS_OF, Objective, TrialSeededSampler, TuneSettings
+from ader_tf.tuning import RUNS_OF, Objective, TrialSeededSampler, TuneSettings, tune
 from tests.conftest import REPO_ROOT
 from tests.helpers import TINY
 
@@ -71,6 +72,24 @@ def test_objective_reads_validation_never_test(tiny_data_dir, tmp_path, monkeypa
     assert [row["recall20"] for row in rows] == [5.0, 5.0]  # the runs did test, poisoned
     # Cycle 1 came from the shared run: this trial did not validate it.
     assert (folder, 1) not in validated and rows[0]["train_seconds"] == 0.0
+
+
+def test_a_trial_whose_run_another_process_is_running_fails_and_tuning_goes_on(
+        tiny_data_dir, tmp_path):
+    """Trial 0's run folder is held (as by a process that lives on after its trial was
+    failed as stale): trial 0 fails at once, without touching the folder, and the next
+    trial makes up the budget."""
+    base = {**TINY, "num_epochs": 1, "dataset": "sample", "data_dir": tiny_data_dir,
+            "results_dir": str(tmp_path / "runs")}
+    settings = TuneSettings(method="ewc", trials=1, storage=f"journal:{tmp_path / 'j'}",
+                            study_name="held", tune_cycles=(2,), prune=False)
+    held = tmp_path / "runs" / "sample-tune-held-t0-seed0"
+    with held_or_refused(str(held / "run.lock")):
+        study = tune(base, settings)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert os.listdir(held) == ["run.lock"]
+    assert study.trials[1].user_attrs["runs"] == [str(tmp_path / "runs" /
+                                                      "sample-tune-held-t1-seed0")]
 
 
 @pytest.mark.slow
