@@ -5,7 +5,8 @@ method over the first cycles of ``--dataset`` and scores it by the validation Re
 the ``--tune_cycles`` (mean over ``--tune_seeds``); cycle 1 is trained once per seed and
 shared. Processes started with the same command (on one machine or several, with the same
 ``--storage``) share the study until ``--trials`` trials have finished. The best values go
-to ``--tuned_out``, which ``main.py --tuned=FILE`` reads. Every flag of ``main.py`` applies
+to ``--tuned_out``, which ``main.py --tuned=FILE`` reads, and every trial to
+``<study_name>-trials.csv`` and ``.png`` beside it. Every flag of ``main.py`` applies
 to the runs; this file only parses flags and calls ``ader_tf.tuning.tune``.
 """
 
@@ -87,7 +88,9 @@ def main(argv: list[str]) -> int:
                                                 f"{config.dataset}.json")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
+    from ader_tf.continual.methods import METHODS
     from ader_tf.errors import AderError, print_error
+    from ader_tf.tuning_report import at_range_end, write_trials_csv, write_trials_plot
 
     try:
         from ader_tf.tuning import TuneSettings, tune, write_best
@@ -117,6 +120,12 @@ def main(argv: list[str]) -> int:
         value = "-" if trial.value is None else f"{trial.value:.4f}"
         print(f"trial {trial.number:3d} {trial.state.name.lower():8s} {value:>7s}  "
               f"{_as_flags(trial.params)}")
+    trials_file = os.path.join(os.path.dirname(os.path.abspath(tuned_out)),
+                               f"{study_name}-trials")
+    space = METHODS[config.method].search_space
+    write_trials_csv(study, trials_file + ".csv")
+    write_trials_plot(study, space, trials_file + ".png", f"{study_name}: every trial")
+    print(f"{study_name}: every trial in {trials_file}.csv and .png")
     if entry is None:
         print(f"{study_name}: no trial completed; nothing written to {tuned_out}")
         return 1
@@ -124,6 +133,8 @@ def main(argv: list[str]) -> int:
           f"{entry['objective_name']} {entry['objective']:.4f} "
           f"({entry['trials']['complete']} complete, {entry['trials']['pruned']} pruned); "
           f"written to {tuned_out}")
+    for value in at_range_end(space, entry["values"]):
+        print(f"{study_name}: the best {value}: the range may be too narrow")
     return 0
 
 

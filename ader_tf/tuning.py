@@ -51,7 +51,7 @@ from ader_tf.errors import AderError
 from ader_tf.plugins import make_config
 from ader_tf.random_streams import RandomStreams
 from ader_tf.search_space import suggest
-from ader_tf.tuned import record_tuned
+from ader_tf.tuned import read_tuned, record_tuned
 
 log = logging.getLogger(__name__)
 
@@ -492,12 +492,25 @@ def best_entry(study: optuna.Study, base: dict[str, Any], settings: TuneSettings
     }
 
 
+# What makes a kept entry of the tuned file the record of the same finished study.
+_SAME_RESULT = ("study_name", "storage", "best_trial", "trials", "values", "objective")
+
+
 def write_best(study: optuna.Study, base: dict[str, Any], settings: TuneSettings, path: str,
                command: str) -> dict[str, Any] | None:
     """Records the best trial's values in the tuned file ``path``; returns the entry (None
-    when no trial completed)."""
+    when no trial completed).
+
+    An entry the file already holds for the same study, best trial and trial counts is
+    kept as it is: the command run again on a finished study (or by each process that shared
+    it) does not replace its date, command and git revision with those of a later run.
+    """
     entry = best_entry(study, base, settings, command)
-    if entry is not None:
-        dataset = make_config(**{**base, "method": settings.method}).dataset
-        record_tuned(path, dataset, settings.method, entry)
+    if entry is None:
+        return None
+    kept = read_tuned(path)["methods"].get(settings.method) if os.path.exists(path) else None
+    if kept and all(kept.get(key) == entry[key] for key in _SAME_RESULT):
+        return kept
+    dataset = make_config(**{**base, "method": settings.method}).dataset
+    record_tuned(path, dataset, settings.method, entry)
     return entry

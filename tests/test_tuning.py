@@ -11,6 +11,7 @@ import sys
 import time
 
 import optuna
+import pandas as pd
 import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -20,7 +21,14 @@ from ader_tf.continual.learners.neural import NeuralLearner
 from ader_tf.evaluation import Metrics
 from ader_tf.io_utils import held_or_refused, read_json
 from ader_tf.tuned import tuned_values
-from ader_tf.tuning import RUNS_OF, Objective, TrialSeededSampler, TuneSettings, tune
+from ader_tf.tuning import (
+    RUNS_OF,
+    Objective,
+    TrialSeededSampler,
+    TuneSettings,
+    tune,
+    write_best,
+)
 from tests.conftest import REPO_ROOT
 from tests.helpers import TINY
 
@@ -92,6 +100,29 @@ def test_a_trial_whose_run_another_process_is_running_fails_and_tuning_goes_on(
                                                       "sample-tune-held-t1-seed0")]
 
 
+def test_the_tuned_entry_of_a_finished_study_is_kept_when_the_command_runs_again(tmp_path):
+    """Its date, command and git revision stay those of the run that tuned it; a study that
+    has changed (another best trial) is written again."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    base = {**TINY, "dataset": "sample", "results_dir": str(tmp_path / "runs")}
+    settings = TuneSettings(method="ewc", trials=2, storage="journal:j", study_name="again",
+                            tune_cycles=(2,))
+    study = optuna.create_study(direction="maximize")
+    dist = {"lambda_": FloatDistribution(0.1, 1e4, log=True)}
+    study.add_trial(create_trial(value=0.4, params={"lambda_": 1.0}, distributions=dist))
+    path = str(tmp_path / "tuned.json")
+    first = write_best(study, base, settings, path, "python -m ader_tf.tune (first)")
+    again = write_best(study, base, settings, path, "python -m ader_tf.tune (again)")
+    assert again == first == read_json(path)["methods"]["ewc"]
+    assert again["command"].endswith("(first)")
+    study.add_trial(create_trial(value=0.5, params={"lambda_": 2.0}, distributions=dist))
+    changed = write_best(study, base, settings, path, "python -m ader_tf.tune (more)")
+    assert changed["command"].endswith("(more)") and changed["values"] == {"lambda_": 2.0}
+    assert read_json(path)["methods"]["ewc"] == changed
+
+
 @pytest.mark.slow
 def test_two_processes_share_one_journal_study(tiny_data_dir, tmp_path):
     command = _tune(tiny_data_dir, tmp_path, "two", "--trials=4")
@@ -117,6 +148,11 @@ def test_two_processes_share_one_journal_study(tiny_data_dir, tmp_path):
     entry = read_json(str(tmp_path / "tuned.json"))["methods"]["ewc"]
     assert entry["study_name"] == "two" and entry["trials"]["complete"] == 4
     assert {"date", "command", "git_revision", "storage", "objective_name"} <= set(entry)
+    # Every trial of the study, beside the tuned file (both processes wrote it at their end).
+    frame = pd.read_csv(tmp_path / "two-trials.csv")
+    assert list(frame["number"]) == [t.number for t in trials]
+    assert (frame["state"].isin(["complete", "pruned"])).sum() == 4
+    assert (tmp_path / "two-trials.png").exists()
 
 
 @pytest.mark.slow
