@@ -311,6 +311,7 @@ class Objective:
         self.base = {**base, "method": settings.method}
         self.settings = settings
         self.method = METHODS[settings.method]
+        self.last_number: int | None = None  # the number of the trial this process ran last
 
     def config(self, params: dict[str, Any], seed: int, number: int) -> Config:
         """The config of the trial's run with ``seed`` (folder ``tune-<study>-t<n>-seed<s>``)."""
@@ -323,6 +324,7 @@ class Objective:
         return config
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.last_number = trial.number
         if self._surplus(trial):
             trial.set_user_attr("surplus", True)
             raise _SurplusTrialError(f"trial {trial.number}: enough trials were running or done")
@@ -415,9 +417,21 @@ def tune(base: dict[str, Any], settings: TuneSettings) -> optuna.Study:
         running = sum(t.state == TrialState.RUNNING for t in trials)
         waiting = sum(t.state == TrialState.WAITING for t in trials)
         if waiting or finished + running < settings.trials:
-            # A trial whose run folder another process is running (a trial failed as stale
-            # while its process lived on, then retried here) fails; this process goes on.
-            study.optimize(objective, n_trials=1, catch=(_SurplusTrialError, RunInUseError))
+            try:
+                # A trial whose run folder another process is running (a trial failed as
+                # stale while its process lived on, then retried here) fails; this process
+                # goes on.
+                study.optimize(objective, n_trials=1,
+                               catch=(_SurplusTrialError, RunInUseError))
+            except ValueError:
+                if not failed_elsewhere(study, objective.last_number):
+                    raise
+                # This process was paused past the grace period and another process failed
+                # its trial as stale (Optuna then refuses to record its result): its run
+                # folders keep what it finished, for the retry; the study goes on.
+                log.warning("trial %d was failed as stale by another process while this one "
+                            "ran it (paused past --grace_period?); its result is not "
+                            "recorded, its run folders are kept", objective.last_number)
             continue
         log.info("%d of %d trials finished, %d running elsewhere: waiting", finished,
                  settings.trials, running)
@@ -425,6 +439,15 @@ def tune(base: dict[str, Any], settings: TuneSettings) -> optuna.Study:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
+
+
+def failed_elsewhere(study: optuna.Study, number: int | None) -> bool:
+    """Whether trial ``number`` has ended as failed (another process can fail a trial as
+    stale while the process running it is alive but paused)."""
+    if number is None:
+        return False
+    return any(t.number == number and t.state == TrialState.FAIL
+               for t in study.get_trials(deepcopy=False))
 
 
 # === The result ===

@@ -1,6 +1,7 @@
 """Tuning on the tiny sample: the objective reads validation only, processes share a journal
-study without running a trial twice, a killed process's trial is failed and run again, and a
-trial whose run folder another process holds fails without stopping the tuner."""
+study without running a trial twice, a killed process's trial is failed and run again, and
+neither a trial whose run folder another process holds nor a trial failed as stale while its
+process lived on stops the tuner."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from optuna.trial import TrialState
 from ader_tf.continual.learners.neural import NeuralLearner
 from ader_tf.evaluation import Metrics
 from ader_tf.io_utils import held_or_refused, read_json
+from ader_tf.plugins import make_config
 from ader_tf.tuned import tuned_values
 from ader_tf.tuning import (
     RUNS_OF,
@@ -98,6 +100,29 @@ def test_a_trial_whose_run_another_process_is_running_fails_and_tuning_goes_on(
     assert os.listdir(held) == ["run.lock"]
     assert study.trials[1].user_attrs["runs"] == [str(tmp_path / "runs" /
                                                       "sample-tune-held-t1-seed0")]
+
+
+def test_a_process_whose_trial_was_failed_as_stale_goes_on(tmp_path, monkeypatch, caplog):
+    """Paused past the grace period, a process finds on waking that another one failed its
+    trial: Optuna refuses its result (a ValueError); the tuner logs it and makes up the
+    budget with a new trial instead of stopping."""
+    calls = []
+
+    def run_seed(self, trial, config, before):
+        calls.append(trial.number)
+        if len(calls) == 1:  # what another process's fail_stale_trials does meanwhile
+            trial.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        return [0.5]
+
+    monkeypatch.setattr(Objective, "_run_seed", run_seed)
+    monkeypatch.setattr(Objective, "config", lambda self, params, seed, number: make_config(
+        dataset="sample", results_dir=str(tmp_path), save_dir=f"t{number}"))
+    base = {**TINY, "dataset": "sample", "results_dir": str(tmp_path / "runs")}
+    settings = TuneSettings(method="ewc", trials=1, storage=f"journal:{tmp_path / 'j'}",
+                            study_name="stale", tune_cycles=(2,), prune=False)
+    study = tune(base, settings)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert calls == [0, 1] and "trial 0 was failed as stale by another process" in caplog.text
 
 
 def test_the_tuned_entry_of_a_finished_study_is_kept_when_the_command_runs_again(tmp_path):
