@@ -90,7 +90,6 @@ def main(argv: list[str]) -> int:
                         datefmt="%H:%M:%S")
     from ader_tf.continual.methods import METHODS
     from ader_tf.errors import AderError, print_error
-    from ader_tf.tuning_report import at_range_end, write_trials_csv, write_trials_plot
 
     try:
         from ader_tf.tuning import TuneSettings, tune, write_best
@@ -98,6 +97,7 @@ def main(argv: list[str]) -> int:
         if e.name != "optuna":
             raise
         raise app.UsageError("tuning needs Optuna: pip install -e '.[tune]'") from e
+    from ader_tf.tuning_report import at_range_end, write_trials_csv, write_trials_plot
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:

@@ -5,8 +5,6 @@ plot, and the values whose best lies at an end of its range.
 tuned file when a study is done: the tuned file keeps the best trial only, and a reader of a
 comparison needs to see how the objective moved over the range (flat, a clear peak, or best
 at an end, where the range may be too narrow).
-
-This module reads studies but never imports Optuna itself (it is handed a study).
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ import pandas as pd
 
 from ader_tf.io_utils import atomic_path
 from ader_tf.search_space import FloatRange, Param
+from ader_tf.tuning import RUNS_OF
 
 # Share of a range (in log space for a log range) that counts as its end.
 END_SHARE = 0.05
@@ -40,7 +39,7 @@ def trials_frame(study: Any) -> pd.DataFrame:
                               .total_seconds() / 60, 1)
                         if trial.datetime_complete and trial.datetime_start else None),
             # A retried trial runs (and continues) the run folders of the trial it retries.
-            "runs_of_trial": trial.user_attrs.get("runs_of_trial", trial.number),
+            RUNS_OF: trial.user_attrs.get(RUNS_OF, trial.number),
         }
         rows.append(row)
     return pd.DataFrame(rows)
