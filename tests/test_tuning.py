@@ -206,3 +206,18 @@ def test_a_killed_process_trial_is_failed_and_run_again(tiny_data_dir, tmp_path)
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 2
     assert len(read_json(str(first_run / "state.json"))["cycles"]) == 2
+
+
+def test_without_optuna_the_tuner_ends_with_a_one_line_hint(tiny_data_dir, tmp_path):
+    # Optuna made unimportable in the child: every module that needs it (the study and the
+    # trials report) must be imported after the check that turns its absence into the hint.
+    child = ("import runpy, sys; sys.modules['optuna'] = None; "
+             "sys.argv = ['ader_tf.tune', *sys.argv[1:]]; "
+             "runpy.run_module('ader_tf.tune', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", child,
+                             *_tune(tiny_data_dir, tmp_path, "no-optuna")[3:]],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "tuning needs Optuna: pip install -e '.[tune]'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
