@@ -23,8 +23,9 @@ from ader_tf.continual.methods import METHODS  # noqa: E402
 from ader_tf.plugins import MODELS  # noqa: E402
 
 __all__ = ["DATASETS", "KNN_MODELS", "KNN_RUN_METHODS", "MODELS", "PAPER_MODEL", "VARIANTS",
-           "RUN_METHODS", "applies", "dataset_flags", "method_flags", "model_flags",
-           "retrains_on_all_periods", "shares_first_cycle", "uses_teacher"]
+           "RUN_METHODS", "applies", "comparison_methods", "dataset_flags", "method_flags",
+           "model_flags", "retrains_on_all_periods", "shares_first_cycle", "tunable_methods",
+           "uses_teacher"]
 
 # Variants of registered methods: the paper's ablations under its names for them, and ER with
 # reservoir selection (ours).
@@ -42,6 +43,8 @@ RUN_METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
     **{name: (name, ()) for name in METHODS if name != "er"},
     **VARIANTS,
 }
+# ER's run methods in an all-method comparison: the paper's selection and ours.
+COMPARED_ER = ("er_herding", "er_reservoir")
 # What the untrained session-kNN backbones accept: the memory a method stands for (finetune:
 # the last periods, joint: all of them, er_random: the exemplars' sessions plus the last).
 # main.py refuses the others.
@@ -113,3 +116,15 @@ def shares_first_cycle(model: str, run_method: str) -> bool:
     the same (main.py ``--warm_start=shared``): a trained backbone and a method that measures
     nothing while cycle 1 trains."""
     return model not in KNN_MODELS and METHODS[RUN_METHODS[run_method][0]].shares_first_cycle
+
+
+def comparison_methods() -> list[str]:
+    """The run methods of an all-method comparison: every registered method once, ER under
+    herding (the paper's) and reservoir selection; the paper's ablations are left out."""
+    return [name for name in RUN_METHODS if name in METHODS or name in COMPARED_ER]
+
+
+def tunable_methods() -> list[str]:
+    """The registered methods that declare a search space, each tuned once (python -m
+    ader_tf.tune --method=NAME): ER's values serve both of its selections."""
+    return [name for name, method in METHODS.items() if method.search_space]
