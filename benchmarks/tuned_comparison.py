@@ -95,8 +95,7 @@ def table_command(dataset: str, data_dir: str, results_dir: str, records_dir: st
 
 def one_thread_env() -> dict[str, str]:
     """This environment with one TensorFlow thread per process."""
-    return {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)}
+    return {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 
 def main(argv: list[str]) -> None:
@@ -105,7 +104,6 @@ def main(argv: list[str]) -> None:
     # are taken relative to where this command was started.
     data_dir, results_dir, records_dir = map(
         os.path.abspath, (FLAGS.data_dir, FLAGS.results_dir, FLAGS.records_dir))
-    os.makedirs(os.path.join(records_dir, "tuned"), exist_ok=True)
     commands = [
         *tune_commands(FLAGS.dataset, data_dir, results_dir, records_dir, FLAGS.trials,
                        FLAGS.startup_trials, FLAGS.tune_seed, FLAGS.reverse),
